@@ -199,12 +199,15 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
         for p, q in zip(P_orig, P):
             if p is not q: p.copy_(q)
 
-# %% ../nbs/01_optim.ipynb #5023e742
+# %% ../nbs/01_optim.ipynb #9910f43e
 def _check_fused_available(group):
-    raise ValueError("Invalid fused: True (the fused DiffGrad step is not available in this version; "
-                     "use foreach=None, the default multi-tensor path)")
+    "Fail (or fall back) at construction, with a clear message, where the fused step cannot run."
+    from diffgrad_nb.fused import check_fused_available   # lazy: the fused step lives in its own notebook
+    check_fused_available(group)
 
-def _fused_step(**kwargs): raise AssertionError("unreachable: fused groups are refused in add_param_group")
+def _fused_step(**kwargs):
+    from diffgrad_nb.fused import fused_step
+    fused_step(**kwargs)
 
 # %% ../nbs/01_optim.ipynb #3bedf865
 SHAPES = [(7,), (3, 5), (4, 3, 2, 2), (1,), (64,)]
