@@ -7,7 +7,7 @@ __all__ = ['CIFAR_SOURCES', 'FASHION_MNIST_ROOT', 'FASHION_MNIST_FILES', 'DATASE
            'write_cifar_archive', 'read_idx', 'load_fashion_mnist', 'make_fake_dataset', 'default_data_root',
            'load_dataset', 'channel_stats', 'normalize', 'augment_params', 'apply_augment', 'augment', 'BatchIterator']
 
-# %% ../nbs/04_data.ipynb #610f0804
+# %% ../nbs/04_data.ipynb #fa635cba
 import gzip, hashlib, math, os, pickle, shutil, struct, tarfile, zlib
 from pathlib import Path
 import numpy as np
@@ -17,11 +17,11 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_md5, download_and_extract_archive, extract_archive
 
-# %% ../nbs/04_data.ipynb #99ace136
+# %% ../nbs/04_data.ipynb #e7070146
 class DatasetFileError(RuntimeError):
     "A data file exists but is truncated, corrupt or not in the expected format (the message names it)."
 
-# %% ../nbs/04_data.ipynb #4b71f280
+# %% ../nbs/04_data.ipynb #fe2c1d9c
 CIFAR_SOURCES = {
     "cifar10": dict(url=CIFAR10.url, archive=CIFAR10.filename, archive_md5=CIFAR10.tgz_md5,
                     folder=CIFAR10.base_folder, train=[tuple(f) for f in CIFAR10.train_list],
@@ -31,7 +31,7 @@ CIFAR_SOURCES = {
                      test=[tuple(f) for f in CIFAR100.test_list], label_key="fine_labels", num_classes=100),
 }
 
-# %% ../nbs/04_data.ipynb #cc5a29e2
+# %% ../nbs/04_data.ipynb #442ff0b1
 def _md5(path, chunk=1 << 20):
     h = hashlib.md5()
     with open(path, 'rb') as f:
@@ -67,7 +67,7 @@ def _cifar_folder(root: Path, name: str, download: bool, verify: bool) -> Path:
                                f"python-version archive of {name}. Delete it and run again with download=True.")
     return folder
 
-# %% ../nbs/04_data.ipynb #aa055737
+# %% ../nbs/04_data.ipynb #7af4d61b
 def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     "One pickled CIFAR batch file -> (x uint8 (n,3,32,32), y int64 (n,)), every failure naming `path`."
     redo = f"Delete the folder {path.parent} (and the archive next to it) and run again with download=True."
@@ -92,7 +92,7 @@ def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     x = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
     return x, torch.from_numpy(labels.astype(np.int64))
 
-# %% ../nbs/04_data.ipynb #ab89a8cb
+# %% ../nbs/04_data.ipynb #3e85bbde
 def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `cifar-10-python.tar.gz` (or the CIFAR-100 ones)
                name: str="cifar10", # "cifar10" or "cifar100"
                download: bool=False, # fetch the archive (md5-checked) if it is not under `root`
@@ -110,7 +110,7 @@ def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `
         out[split] = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     return out
 
-# %% ../nbs/04_data.ipynb #0bcda104
+# %% ../nbs/04_data.ipynb #1b83abc3
 def write_cifar_archive(root,               # folder to write `<archive>.tar.gz` into
                         name: str="cifar10", # "cifar10" or "cifar100"
                         n_train: int=200,   # training images, spread over the training files
@@ -144,7 +144,7 @@ def write_cifar_archive(root,               # folder to write `<archive>.tar.gz`
     shutil.rmtree(stage)
     return written
 
-# %% ../nbs/04_data.ipynb #c1f2c658
+# %% ../nbs/04_data.ipynb #6581b431
 FASHION_MNIST_ROOT = Path('/usr/share/datasets/fashion-mnist')
 FASHION_MNIST_FILES = dict(train=('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
                            test=('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
@@ -169,7 +169,7 @@ def read_idx(path) -> Tensor:
                                f"{math.prod(dims)}: it is truncated or corrupt; replace it with the original file.")
     return torch.frombuffer(bytearray(data[head:]), dtype=torch.uint8).reshape(dims)
 
-# %% ../nbs/04_data.ipynb #9e2e0ea5
+# %% ../nbs/04_data.ipynb #4a24cdf0
 def _find_idx(root: Path, stem: str) -> Path:
     for p in (root/stem, root/(stem + '.gz')):
         if p.is_file(): return p
@@ -193,7 +193,7 @@ def load_fashion_mnist(root=None, # folder with the four idx files (gzipped or n
         out[split] = (x.unsqueeze(1).contiguous(), y.long())
     return out
 
-# %% ../nbs/04_data.ipynb #34e39272
+# %% ../nbs/04_data.ipynb #05d7555e
 def make_fake_dataset(n_train: int=512, # training samples
                       n_test: int=128,  # test samples
                       num_classes: int=10, # number of classes
@@ -214,7 +214,7 @@ def make_fake_dataset(n_train: int=512, # training samples
         out[split] = ((0.6*protos[y] + 0.4*noise).round().to(torch.uint8), y)
     return out
 
-# %% ../nbs/04_data.ipynb #3967eb21
+# %% ../nbs/04_data.ipynb #4cdea78b
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "fake")
 
 def default_data_root() -> Path:
@@ -235,7 +235,7 @@ def load_dataset(name: str,          # one of DATASETS
     if name == 'fake': return make_fake_dataset(**kwargs)
     raise ValueError(f"name={name!r}: expected one of {DATASETS}")
 
-# %% ../nbs/04_data.ipynb #2ef1d60e
+# %% ../nbs/04_data.ipynb #35aef53d
 def channel_stats(x: Tensor,       # uint8 images (N, C, H, W), usually the training split
                   chunk: int=8192, # images per float64 chunk
                  ) -> tuple:
@@ -266,12 +266,14 @@ def normalize(x: Tensor, # uint8 batch (B, C, H, W)
     if not bool((std > 0).all()): raise ValueError(f"std={std.flatten().tolist()}: every entry must be > 0")
     return (x.float()/255 - mean)/std
 
-# %% ../nbs/04_data.ipynb #bbc49c5b
+# %% ../nbs/04_data.ipynb #d77c1e1b
 def augment_params(n: int,         # number of images
                    generator: torch.Generator, # source of randomness (a CPU one gives device-independent results)
                    pad: int=4,     # zero padding on each side; offsets are uniform in 0..2*pad
                   ) -> tuple:
     "Draw per-image (flip bool (n,), row offset (n,), column offset (n,)) for `apply_augment`."
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator={generator!r}: expected a seeded torch.Generator (e.g. torch.Generator().manual_seed(0))")
     flip = torch.rand(n, generator=generator, device=generator.device) < 0.5
     off = torch.randint(0, 2*pad + 1, (2, n), generator=generator, device=generator.device)
     return flip, off[0], off[1]
@@ -303,7 +305,7 @@ def augment(x: Tensor, # batch (B, C, H, W) on the device where it is used
     "Per-image random horizontal flip (p=0.5) and zero-pad + random crop back to (H, W), vectorised."
     return apply_augment(x, *augment_params(x.shape[0], generator, pad), pad=pad)
 
-# %% ../nbs/04_data.ipynb #3b95d082
+# %% ../nbs/04_data.ipynb #9bcf1567
 def _seed(*parts) -> int:
     "A 63-bit seed from a tuple of ints and strings, the same in every process."
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), 'little') >> 1
@@ -340,7 +342,7 @@ class BatchIterator:
         self.mean = torch.as_tensor(mean, dtype=torch.float32).to(self.device)
         self.std = torch.as_tensor(std, dtype=torch.float32).to(self.device)
         normalize(self.x[:1], self.mean, self.std)           # validates mean/std now, not at the first batch
-        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, bool(shuffle), int(seed), bool(drop_last)
         self.augment, self.rank, self.world_size, self.pad = augment, rank, world_size, pad
         self.epoch, self.position = 0, 0
 
