@@ -7,21 +7,21 @@ __all__ = ['CIFAR_SOURCES', 'FASHION_MNIST_ROOT', 'FASHION_MNIST_FILES', 'DATASE
            'write_cifar_archive', 'read_idx', 'load_fashion_mnist', 'make_fake_dataset', 'default_data_root',
            'load_dataset', 'channel_stats', 'normalize', 'augment_params', 'apply_augment', 'augment', 'BatchIterator']
 
-# %% ../nbs/04_data.ipynb #fa635cba
-import gzip, hashlib, math, os, pickle, shutil, struct, tarfile, zlib
+# %% ../nbs/04_data.ipynb #d2daf64c
+import gzip, hashlib, math, os, pickle, shutil, struct, tarfile, tempfile, zlib
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import check_md5, download_and_extract_archive, extract_archive
+from torchvision.datasets.utils import check_md5, download_url
 
-# %% ../nbs/04_data.ipynb #e7070146
+# %% ../nbs/04_data.ipynb #dec6ab04
 class DatasetFileError(RuntimeError):
     "A data file exists but is truncated, corrupt or not in the expected format (the message names it)."
 
-# %% ../nbs/04_data.ipynb #fe2c1d9c
+# %% ../nbs/04_data.ipynb #3d06e07e
 CIFAR_SOURCES = {
     "cifar10": dict(url=CIFAR10.url, archive=CIFAR10.filename, archive_md5=CIFAR10.tgz_md5,
                     folder=CIFAR10.base_folder, train=[tuple(f) for f in CIFAR10.train_list],
@@ -31,12 +31,30 @@ CIFAR_SOURCES = {
                      test=[tuple(f) for f in CIFAR100.test_list], label_key="fine_labels", num_classes=100),
 }
 
-# %% ../nbs/04_data.ipynb #442ff0b1
+# %% ../nbs/04_data.ipynb #2f49ecf6
 def _md5(path, chunk=1 << 20):
     h = hashlib.md5()
     with open(path, 'rb') as f:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
+
+def _extract(archive: Path, root: Path, folder: Path):
+    "Extract `archive` into a temporary folder under `root`, then move its `folder` into place (all or nothing)."
+    tmpd = Path(tempfile.mkdtemp(prefix='.extract-', dir=root))
+    try:
+        try:
+            with tarfile.open(archive, 'r:gz') as tf:
+                tf.extractall(tmpd, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+            raise DatasetFileError(f"{archive} cannot be extracted ({type(e).__name__}: {e}): it is truncated or corrupt. "
+                                   f"Delete it and run again with download=True.") from e
+        if not (tmpd/folder.name).is_dir():
+            raise DatasetFileError(f"{archive} does not contain the folder {folder.name!r}: it is not the official "
+                                   f"python-version archive. Delete it and run again with download=True.")
+        try: (tmpd/folder.name).rename(folder)
+        except OSError:
+            if not folder.is_dir(): raise      # else another process extracted it at the same time
+    finally: shutil.rmtree(tmpd, ignore_errors=True)
 
 def _cifar_folder(root: Path, name: str, download: bool, verify: bool) -> Path:
     "The extracted CIFAR folder under `root`, extracting or downloading the archive if needed."
@@ -45,29 +63,22 @@ def _cifar_folder(root: Path, name: str, download: bool, verify: bool) -> Path:
     if folder.is_dir(): return folder
     md5 = src['archive_md5'] if verify else None
     if download:
-        try: download_and_extract_archive(src['url'], str(root), filename=src['archive'], md5=md5)
+        try: download_url(src['url'], str(root), filename=src['archive'], md5=md5)
         except Exception as e:
             raise RuntimeError(f"could not download {name} from {src['url']} to {archive} ({type(e).__name__}: {e}). "
                                f"Without a network, fetch that file on another machine, copy it to {archive} "
                                f"and run again (download=False is then enough).") from e
-    elif archive.is_file():
-        if md5 is not None and not check_md5(str(archive), md5):
-            raise DatasetFileError(f"{archive}: md5 {_md5(archive)} is not the official {md5}; the archive is truncated, "
-                                   f"corrupt or not the official one. Delete it and run again with download=True "
-                                   f"(or pass verify=False for a hand-made archive).")
-        try: extract_archive(str(archive), str(root))
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            raise DatasetFileError(f"{archive} cannot be extracted ({type(e).__name__}: {e}): it is truncated or corrupt. "
-                                   f"Delete it and run again with download=True.") from e
-    else:
+    elif not archive.is_file():
         raise FileNotFoundError(f"{name} not found: neither the folder {folder} nor the archive {archive} exists. "
                                 f"Pass download=True to fetch {src['url']} (md5-checked), or copy that archive into {root}.")
-    if not folder.is_dir():
-        raise DatasetFileError(f"{archive} does not contain the folder {src['folder']!r}: it is not the official "
-                               f"python-version archive of {name}. Delete it and run again with download=True.")
+    elif md5 is not None and not check_md5(str(archive), md5):
+        raise DatasetFileError(f"{archive}: md5 {_md5(archive)} is not the official {md5}; the archive is truncated, "
+                               f"corrupt or not the official one. Delete it and run again with download=True "
+                               f"(or pass verify=False for a hand-made archive).")
+    _extract(archive, root, folder)
     return folder
 
-# %% ../nbs/04_data.ipynb #7af4d61b
+# %% ../nbs/04_data.ipynb #54ea5b88
 def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     "One pickled CIFAR batch file -> (x uint8 (n,3,32,32), y int64 (n,)), every failure naming `path`."
     redo = f"Delete the folder {path.parent} (and the archive next to it) and run again with download=True."
@@ -92,7 +103,7 @@ def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     x = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
     return x, torch.from_numpy(labels.astype(np.int64))
 
-# %% ../nbs/04_data.ipynb #3e85bbde
+# %% ../nbs/04_data.ipynb #095ebac0
 def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `cifar-10-python.tar.gz` (or the CIFAR-100 ones)
                name: str="cifar10", # "cifar10" or "cifar100"
                download: bool=False, # fetch the archive (md5-checked) if it is not under `root`
@@ -110,7 +121,7 @@ def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `
         out[split] = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     return out
 
-# %% ../nbs/04_data.ipynb #1b83abc3
+# %% ../nbs/04_data.ipynb #75d13f44
 def write_cifar_archive(root,               # folder to write `<archive>.tar.gz` into
                         name: str="cifar10", # "cifar10" or "cifar100"
                         n_train: int=200,   # training images, spread over the training files
@@ -144,7 +155,7 @@ def write_cifar_archive(root,               # folder to write `<archive>.tar.gz`
     shutil.rmtree(stage)
     return written
 
-# %% ../nbs/04_data.ipynb #6581b431
+# %% ../nbs/04_data.ipynb #210f9843
 FASHION_MNIST_ROOT = Path('/usr/share/datasets/fashion-mnist')
 FASHION_MNIST_FILES = dict(train=('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
                            test=('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
@@ -169,7 +180,7 @@ def read_idx(path) -> Tensor:
                                f"{math.prod(dims)}: it is truncated or corrupt; replace it with the original file.")
     return torch.frombuffer(bytearray(data[head:]), dtype=torch.uint8).reshape(dims)
 
-# %% ../nbs/04_data.ipynb #4a24cdf0
+# %% ../nbs/04_data.ipynb #1bb6d053
 def _find_idx(root: Path, stem: str) -> Path:
     for p in (root/stem, root/(stem + '.gz')):
         if p.is_file(): return p
@@ -193,7 +204,7 @@ def load_fashion_mnist(root=None, # folder with the four idx files (gzipped or n
         out[split] = (x.unsqueeze(1).contiguous(), y.long())
     return out
 
-# %% ../nbs/04_data.ipynb #05d7555e
+# %% ../nbs/04_data.ipynb #b11221f0
 def make_fake_dataset(n_train: int=512, # training samples
                       n_test: int=128,  # test samples
                       num_classes: int=10, # number of classes
@@ -214,7 +225,7 @@ def make_fake_dataset(n_train: int=512, # training samples
         out[split] = ((0.6*protos[y] + 0.4*noise).round().to(torch.uint8), y)
     return out
 
-# %% ../nbs/04_data.ipynb #4cdea78b
+# %% ../nbs/04_data.ipynb #a8d318f5
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "fake")
 
 def default_data_root() -> Path:
@@ -235,7 +246,7 @@ def load_dataset(name: str,          # one of DATASETS
     if name == 'fake': return make_fake_dataset(**kwargs)
     raise ValueError(f"name={name!r}: expected one of {DATASETS}")
 
-# %% ../nbs/04_data.ipynb #35aef53d
+# %% ../nbs/04_data.ipynb #59aa0fe3
 def channel_stats(x: Tensor,       # uint8 images (N, C, H, W), usually the training split
                   chunk: int=8192, # images per float64 chunk
                  ) -> tuple:
@@ -266,7 +277,7 @@ def normalize(x: Tensor, # uint8 batch (B, C, H, W)
     if not bool((std > 0).all()): raise ValueError(f"std={std.flatten().tolist()}: every entry must be > 0")
     return (x.float()/255 - mean)/std
 
-# %% ../nbs/04_data.ipynb #d77c1e1b
+# %% ../nbs/04_data.ipynb #380cf324
 def augment_params(n: int,         # number of images
                    generator: torch.Generator, # source of randomness (a CPU one gives device-independent results)
                    pad: int=4,     # zero padding on each side; offsets are uniform in 0..2*pad
@@ -305,7 +316,7 @@ def augment(x: Tensor, # batch (B, C, H, W) on the device where it is used
     "Per-image random horizontal flip (p=0.5) and zero-pad + random crop back to (H, W), vectorised."
     return apply_augment(x, *augment_params(x.shape[0], generator, pad), pad=pad)
 
-# %% ../nbs/04_data.ipynb #9bcf1567
+# %% ../nbs/04_data.ipynb #0cdad751
 def _seed(*parts) -> int:
     "A 63-bit seed from a tuple of ints and strings, the same in every process."
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), 'little') >> 1
