@@ -7,7 +7,7 @@ __all__ = ['CIFAR_SOURCES', 'FASHION_MNIST_ROOT', 'FASHION_MNIST_FILES', 'DATASE
            'write_cifar_archive', 'read_idx', 'load_fashion_mnist', 'make_fake_dataset', 'default_data_root',
            'load_dataset', 'channel_stats', 'normalize', 'augment_params', 'apply_augment', 'augment', 'BatchIterator']
 
-# %% ../nbs/04_data.ipynb #d2daf64c
+# %% ../nbs/04_data.ipynb #1ce5b18a
 import gzip, hashlib, math, os, pickle, shutil, struct, tarfile, tempfile, zlib
 from pathlib import Path
 import numpy as np
@@ -17,11 +17,11 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_md5, download_url
 
-# %% ../nbs/04_data.ipynb #dec6ab04
+# %% ../nbs/04_data.ipynb #24b64f04
 class DatasetFileError(RuntimeError):
     "A data file exists but is truncated, corrupt or not in the expected format (the message names it)."
 
-# %% ../nbs/04_data.ipynb #3d06e07e
+# %% ../nbs/04_data.ipynb #b4918490
 CIFAR_SOURCES = {
     "cifar10": dict(url=CIFAR10.url, archive=CIFAR10.filename, archive_md5=CIFAR10.tgz_md5,
                     folder=CIFAR10.base_folder, train=[tuple(f) for f in CIFAR10.train_list],
@@ -31,7 +31,7 @@ CIFAR_SOURCES = {
                      test=[tuple(f) for f in CIFAR100.test_list], label_key="fine_labels", num_classes=100),
 }
 
-# %% ../nbs/04_data.ipynb #2f49ecf6
+# %% ../nbs/04_data.ipynb #25187096
 def _md5(path, chunk=1 << 20):
     h = hashlib.md5()
     with open(path, 'rb') as f:
@@ -78,7 +78,7 @@ def _cifar_folder(root: Path, name: str, download: bool, verify: bool) -> Path:
     _extract(archive, root, folder)
     return folder
 
-# %% ../nbs/04_data.ipynb #54ea5b88
+# %% ../nbs/04_data.ipynb #ea83fef8
 def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     "One pickled CIFAR batch file -> (x uint8 (n,3,32,32), y int64 (n,)), every failure naming `path`."
     redo = f"Delete the folder {path.parent} (and the archive next to it) and run again with download=True."
@@ -103,7 +103,7 @@ def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     x = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
     return x, torch.from_numpy(labels.astype(np.int64))
 
-# %% ../nbs/04_data.ipynb #095ebac0
+# %% ../nbs/04_data.ipynb #e8e24280
 def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `cifar-10-python.tar.gz` (or the CIFAR-100 ones)
                name: str="cifar10", # "cifar10" or "cifar100"
                download: bool=False, # fetch the archive (md5-checked) if it is not under `root`
@@ -121,7 +121,7 @@ def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `
         out[split] = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     return out
 
-# %% ../nbs/04_data.ipynb #75d13f44
+# %% ../nbs/04_data.ipynb #621eed0f
 def write_cifar_archive(root,               # folder to write `<archive>.tar.gz` into
                         name: str="cifar10", # "cifar10" or "cifar100"
                         n_train: int=200,   # training images, spread over the training files
@@ -155,7 +155,7 @@ def write_cifar_archive(root,               # folder to write `<archive>.tar.gz`
     shutil.rmtree(stage)
     return written
 
-# %% ../nbs/04_data.ipynb #210f9843
+# %% ../nbs/04_data.ipynb #891c95be
 FASHION_MNIST_ROOT = Path('/usr/share/datasets/fashion-mnist')
 FASHION_MNIST_FILES = dict(train=('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
                            test=('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
@@ -180,7 +180,7 @@ def read_idx(path) -> Tensor:
                                f"{math.prod(dims)}: it is truncated or corrupt; replace it with the original file.")
     return torch.frombuffer(bytearray(data[head:]), dtype=torch.uint8).reshape(dims)
 
-# %% ../nbs/04_data.ipynb #1bb6d053
+# %% ../nbs/04_data.ipynb #915c903e
 def _find_idx(root: Path, stem: str) -> Path:
     for p in (root/stem, root/(stem + '.gz')):
         if p.is_file(): return p
@@ -204,7 +204,7 @@ def load_fashion_mnist(root=None, # folder with the four idx files (gzipped or n
         out[split] = (x.unsqueeze(1).contiguous(), y.long())
     return out
 
-# %% ../nbs/04_data.ipynb #b11221f0
+# %% ../nbs/04_data.ipynb #9706bc6a
 def make_fake_dataset(n_train: int=512, # training samples
                       n_test: int=128,  # test samples
                       num_classes: int=10, # number of classes
@@ -225,7 +225,7 @@ def make_fake_dataset(n_train: int=512, # training samples
         out[split] = ((0.6*protos[y] + 0.4*noise).round().to(torch.uint8), y)
     return out
 
-# %% ../nbs/04_data.ipynb #a8d318f5
+# %% ../nbs/04_data.ipynb #e6f493d7
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "fake")
 
 def default_data_root() -> Path:
@@ -246,7 +246,7 @@ def load_dataset(name: str,          # one of DATASETS
     if name == 'fake': return make_fake_dataset(**kwargs)
     raise ValueError(f"name={name!r}: expected one of {DATASETS}")
 
-# %% ../nbs/04_data.ipynb #59aa0fe3
+# %% ../nbs/04_data.ipynb #e55a93d8
 def channel_stats(x: Tensor,       # uint8 images (N, C, H, W), usually the training split
                   chunk: int=8192, # images per float64 chunk
                  ) -> tuple:
@@ -275,9 +275,13 @@ def normalize(x: Tensor, # uint8 batch (B, C, H, W)
     if mean.shape[0] != x.shape[1] or std.shape[0] != x.shape[1]:
         raise ValueError(f"mean/std have {mean.shape[0]}/{std.shape[0]} entries for {x.shape[1]} channels")
     if not bool((std > 0).all()): raise ValueError(f"std={std.flatten().tolist()}: every entry must be > 0")
+    return _normalize(x, mean, std)
+
+def _normalize(x, mean, std):
+    "`normalize` without the checks (whose `bool()` would synchronise a GPU on every batch); mean/std (C, 1, 1) on x's device."
     return (x.float()/255 - mean)/std
 
-# %% ../nbs/04_data.ipynb #380cf324
+# %% ../nbs/04_data.ipynb #b295aa87
 def augment_params(n: int,         # number of images
                    generator: torch.Generator, # source of randomness (a CPU one gives device-independent results)
                    pad: int=4,     # zero padding on each side; offsets are uniform in 0..2*pad
@@ -316,7 +320,7 @@ def augment(x: Tensor, # batch (B, C, H, W) on the device where it is used
     "Per-image random horizontal flip (p=0.5) and zero-pad + random crop back to (H, W), vectorised."
     return apply_augment(x, *augment_params(x.shape[0], generator, pad), pad=pad)
 
-# %% ../nbs/04_data.ipynb #0cdad751
+# %% ../nbs/04_data.ipynb #c8b3149e
 def _seed(*parts) -> int:
     "A 63-bit seed from a tuple of ints and strings, the same in every process."
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), 'little') >> 1
@@ -350,9 +354,9 @@ class BatchIterator:
             mean, std = m if mean is None else mean, s if std is None else std
         self.device = torch.device(device)
         self.x, self.y = x.to(self.device), y.to(self.device, torch.int64)
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).to(self.device)
-        self.std = torch.as_tensor(std, dtype=torch.float32).to(self.device)
-        normalize(self.x[:1], self.mean, self.std)           # validates mean/std now, not at the first batch
+        normalize(x[:1], mean, std)                          # validates mean/std once, here
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1).to(self.device)
+        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1).to(self.device)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, bool(shuffle), int(seed), bool(drop_last)
         self.augment, self.rank, self.world_size, self.pad = augment, rank, world_size, pad
         self.epoch, self.position = 0, 0
@@ -399,4 +403,4 @@ class BatchIterator:
                 flip, oy, ox = augment_params(len(gidx), torch.Generator().manual_seed(_seed(self.seed, 'augment', epoch, i)), self.pad)
                 xb = apply_augment(xb, flip[parts], oy[parts], ox[parts], self.pad)
             self.position = i + 1
-            yield normalize(xb, self.mean, self.std), self.y[idx]
+            yield _normalize(xb, self.mean, self.std), self.y[idx]
