@@ -7,7 +7,7 @@ __all__ = ['CIFAR_SOURCES', 'FASHION_MNIST_ROOT', 'FASHION_MNIST_FILES', 'DATASE
            'write_cifar_archive', 'read_idx', 'load_fashion_mnist', 'make_fake_dataset', 'default_data_root',
            'load_dataset', 'channel_stats', 'normalize', 'augment_params', 'apply_augment', 'augment', 'BatchIterator']
 
-# %% ../nbs/04_data.ipynb #1ce5b18a
+# %% ../nbs/04_data.ipynb #a6fb336c
 import gzip, hashlib, math, os, pickle, shutil, struct, tarfile, tempfile, zlib
 from pathlib import Path
 import numpy as np
@@ -17,11 +17,11 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_md5, download_url
 
-# %% ../nbs/04_data.ipynb #24b64f04
+# %% ../nbs/04_data.ipynb #e58b5a88
 class DatasetFileError(RuntimeError):
     "A data file exists but is truncated, corrupt or not in the expected format (the message names it)."
 
-# %% ../nbs/04_data.ipynb #b4918490
+# %% ../nbs/04_data.ipynb #dec27f6d
 CIFAR_SOURCES = {
     "cifar10": dict(url=CIFAR10.url, archive=CIFAR10.filename, archive_md5=CIFAR10.tgz_md5,
                     folder=CIFAR10.base_folder, train=[tuple(f) for f in CIFAR10.train_list],
@@ -31,7 +31,7 @@ CIFAR_SOURCES = {
                      test=[tuple(f) for f in CIFAR100.test_list], label_key="fine_labels", num_classes=100),
 }
 
-# %% ../nbs/04_data.ipynb #25187096
+# %% ../nbs/04_data.ipynb #706bcaa0
 def _md5(path, chunk=1 << 20):
     h = hashlib.md5()
     with open(path, 'rb') as f:
@@ -62,23 +62,27 @@ def _cifar_folder(root: Path, name: str, download: bool, verify: bool) -> Path:
     folder, archive = root/src['folder'], root/src['archive']
     if folder.is_dir(): return folder
     md5 = src['archive_md5'] if verify else None
-    if download:
-        try: download_url(src['url'], str(root), filename=src['archive'], md5=md5)
+    if download and not (archive.is_file() and (md5 is None or check_md5(str(archive), md5))):
+        part = root/f".{src['archive']}.{os.getpid()}.part"    # renamed into place only when complete and verified
+        try:
+            download_url(src['url'], str(root), filename=part.name, md5=md5)
+            os.replace(part, archive)
         except Exception as e:
             raise RuntimeError(f"could not download {name} from {src['url']} to {archive} ({type(e).__name__}: {e}). "
                                f"Without a network, fetch that file on another machine, copy it to {archive} "
                                f"and run again (download=False is then enough).") from e
-    elif not archive.is_file():
+        finally: part.unlink(missing_ok=True)
+    if not archive.is_file():
         raise FileNotFoundError(f"{name} not found: neither the folder {folder} nor the archive {archive} exists. "
                                 f"Pass download=True to fetch {src['url']} (md5-checked), or copy that archive into {root}.")
-    elif md5 is not None and not check_md5(str(archive), md5):
+    if md5 is not None and not check_md5(str(archive), md5):
         raise DatasetFileError(f"{archive}: md5 {_md5(archive)} is not the official {md5}; the archive is truncated, "
                                f"corrupt or not the official one. Delete it and run again with download=True "
                                f"(or pass verify=False for a hand-made archive).")
     _extract(archive, root, folder)
     return folder
 
-# %% ../nbs/04_data.ipynb #ea83fef8
+# %% ../nbs/04_data.ipynb #ea14533c
 def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     "One pickled CIFAR batch file -> (x uint8 (n,3,32,32), y int64 (n,)), every failure naming `path`."
     redo = f"Delete the folder {path.parent} (and the archive next to it) and run again with download=True."
@@ -103,7 +107,7 @@ def _read_cifar_file(path: Path, md5, label_key: str, num_classes: int):
     x = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32))
     return x, torch.from_numpy(labels.astype(np.int64))
 
-# %% ../nbs/04_data.ipynb #e8e24280
+# %% ../nbs/04_data.ipynb #8017ca40
 def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `cifar-10-python.tar.gz` (or the CIFAR-100 ones)
                name: str="cifar10", # "cifar10" or "cifar100"
                download: bool=False, # fetch the archive (md5-checked) if it is not under `root`
@@ -121,7 +125,7 @@ def load_cifar(root,                # folder holding `cifar-10-batches-py/` or `
         out[split] = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     return out
 
-# %% ../nbs/04_data.ipynb #621eed0f
+# %% ../nbs/04_data.ipynb #5ba9a6e0
 def write_cifar_archive(root,               # folder to write `<archive>.tar.gz` into
                         name: str="cifar10", # "cifar10" or "cifar100"
                         n_train: int=200,   # training images, spread over the training files
@@ -155,7 +159,7 @@ def write_cifar_archive(root,               # folder to write `<archive>.tar.gz`
     shutil.rmtree(stage)
     return written
 
-# %% ../nbs/04_data.ipynb #891c95be
+# %% ../nbs/04_data.ipynb #5347525a
 FASHION_MNIST_ROOT = Path('/usr/share/datasets/fashion-mnist')
 FASHION_MNIST_FILES = dict(train=('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
                            test=('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
@@ -180,7 +184,7 @@ def read_idx(path) -> Tensor:
                                f"{math.prod(dims)}: it is truncated or corrupt; replace it with the original file.")
     return torch.frombuffer(bytearray(data[head:]), dtype=torch.uint8).reshape(dims)
 
-# %% ../nbs/04_data.ipynb #915c903e
+# %% ../nbs/04_data.ipynb #07cbff42
 def _find_idx(root: Path, stem: str) -> Path:
     for p in (root/stem, root/(stem + '.gz')):
         if p.is_file(): return p
@@ -204,7 +208,7 @@ def load_fashion_mnist(root=None, # folder with the four idx files (gzipped or n
         out[split] = (x.unsqueeze(1).contiguous(), y.long())
     return out
 
-# %% ../nbs/04_data.ipynb #9706bc6a
+# %% ../nbs/04_data.ipynb #157fc630
 def make_fake_dataset(n_train: int=512, # training samples
                       n_test: int=128,  # test samples
                       num_classes: int=10, # number of classes
@@ -225,7 +229,7 @@ def make_fake_dataset(n_train: int=512, # training samples
         out[split] = ((0.6*protos[y] + 0.4*noise).round().to(torch.uint8), y)
     return out
 
-# %% ../nbs/04_data.ipynb #e6f493d7
+# %% ../nbs/04_data.ipynb #0105cc7c
 DATASETS = ("cifar10", "cifar100", "fashion_mnist", "fake")
 
 def default_data_root() -> Path:
@@ -246,7 +250,7 @@ def load_dataset(name: str,          # one of DATASETS
     if name == 'fake': return make_fake_dataset(**kwargs)
     raise ValueError(f"name={name!r}: expected one of {DATASETS}")
 
-# %% ../nbs/04_data.ipynb #e55a93d8
+# %% ../nbs/04_data.ipynb #9578fada
 def channel_stats(x: Tensor,       # uint8 images (N, C, H, W), usually the training split
                   chunk: int=8192, # images per float64 chunk
                  ) -> tuple:
@@ -281,7 +285,7 @@ def _normalize(x, mean, std):
     "`normalize` without the checks (whose `bool()` would synchronise a GPU on every batch); mean/std (C, 1, 1) on x's device."
     return (x.float()/255 - mean)/std
 
-# %% ../nbs/04_data.ipynb #b295aa87
+# %% ../nbs/04_data.ipynb #fdbf7ae6
 def augment_params(n: int,         # number of images
                    generator: torch.Generator, # source of randomness (a CPU one gives device-independent results)
                    pad: int=4,     # zero padding on each side; offsets are uniform in 0..2*pad
@@ -320,7 +324,7 @@ def augment(x: Tensor, # batch (B, C, H, W) on the device where it is used
     "Per-image random horizontal flip (p=0.5) and zero-pad + random crop back to (H, W), vectorised."
     return apply_augment(x, *augment_params(x.shape[0], generator, pad), pad=pad)
 
-# %% ../nbs/04_data.ipynb #c8b3149e
+# %% ../nbs/04_data.ipynb #95151eaf
 def _seed(*parts) -> int:
     "A 63-bit seed from a tuple of ints and strings, the same in every process."
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), 'little') >> 1
