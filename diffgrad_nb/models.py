@@ -6,13 +6,13 @@
 __all__ = ['DEPTHS', 'BLOCKS', 'ACTIVATIONS', 'MODELS', 'set_activation', 'CifarResNet', 'cifar_resnet', 'small_resnet',
            'make_model']
 
-# %% ../nbs/05_models.ipynb #3c56b8a6
+# %% ../nbs/05_models.ipynb #ed77eaad
 from functools import partial
 import torch
 from torch import nn, Tensor
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
-# %% ../nbs/05_models.ipynb #17c688d6
+# %% ../nbs/05_models.ipynb #cfb086e0
 DEPTHS = {18: ('basic', (2, 2, 2, 2)), 34: ('basic', (3, 4, 6, 3)),
           50: ('bottleneck', (3, 4, 6, 3)), 101: ('bottleneck', (3, 4, 23, 3))}
 BLOCKS = {'basic': BasicBlock, 'bottleneck': Bottleneck}
@@ -23,7 +23,7 @@ ACTIVATIONS = {
     'selu': lambda: nn.SELU(inplace=True),
 }
 
-# %% ../nbs/05_models.ipynb #69f747e1
+# %% ../nbs/05_models.ipynb #f24a8af1
 _ACT_TYPES = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU)
 
 def set_activation(model: nn.Module, # model to change in place
@@ -37,7 +37,7 @@ def set_activation(model: nn.Module, # model to change in place
             if isinstance(child, _ACT_TYPES): setattr(parent, name, ACTIVATIONS[activation]())
     return model
 
-# %% ../nbs/05_models.ipynb #008e3473
+# %% ../nbs/05_models.ipynb #eb112927
 class CifarResNet(nn.Module):
     "ResNet with the CIFAR stem (3x3 conv stride 1, BN, activation, no max-pool), torchvision blocks, avg pool, linear."
     def __init__(self, block: str,       # 'basic' (BasicBlock) or 'bottleneck' (Bottleneck)
@@ -65,7 +65,7 @@ class CifarResNet(nn.Module):
         x = self.layers(self.relu(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
-# %% ../nbs/05_models.ipynb #2c94d584
+# %% ../nbs/05_models.ipynb #c54ffd79
 def cifar_resnet(depth: int=50,        # 18, 34, 50 or 101: block type and blocks per stage
                  num_classes: int=10,  # outputs of the classifier
                  activation: str='relu', # relu, leaky_relu, elu or selu, used everywhere
@@ -90,7 +90,7 @@ def cifar_resnet(depth: int=50,        # 18, 34, 50 or 101: block type and block
         raise ValueError(f"activation={activation!r}: expected one of {sorted(ACTIVATIONS)}")
     return set_activation(CifarResNet(block, blocks, widths, num_classes, in_channels), activation)
 
-# %% ../nbs/05_models.ipynb #4dffb579
+# %% ../nbs/05_models.ipynb #c46a12da
 def small_resnet(num_classes: int=10,  # outputs of the classifier
                  activation: str='relu', # relu, leaky_relu, elu or selu
                  in_channels: int=1,   # input channels (1 for Fashion-MNIST)
@@ -100,7 +100,7 @@ def small_resnet(num_classes: int=10,  # outputs of the classifier
     "A small CIFAR-style ResNet (BasicBlocks, stages at stride 1/2/2) for CPU studies."
     return cifar_resnet(18, num_classes, activation, in_channels, widths=widths, blocks=blocks, block='basic')
 
-# %% ../nbs/05_models.ipynb #27cdda40
+# %% ../nbs/05_models.ipynb #9b9435b7
 MODELS = {'resnet18': partial(cifar_resnet, 18), 'resnet34': partial(cifar_resnet, 34),
           'resnet50': partial(cifar_resnet, 50), 'resnet101': partial(cifar_resnet, 101),
           'small': small_resnet}
