@@ -6,7 +6,7 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #00f12258
+# %% ../nbs/06_train.ipynb #a6b9e01b
 import argparse, dataclasses, json, math, os, random, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -21,7 +21,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .data import DATASETS, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #820ef197
+# %% ../nbs/06_train.ipynb #3879f148
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -89,7 +89,7 @@ class TrainConfig:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #eb8f73c9
+# %% ../nbs/06_train.ipynb #2934d690
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -134,7 +134,7 @@ def main(argv=None):
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1))
     return summary
 
-# %% ../nbs/06_train.ipynb #8275de30
+# %% ../nbs/06_train.ipynb #667f60bf
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -150,7 +150,7 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #1a4ac055
+# %% ../nbs/06_train.ipynb #1f71fe78
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -187,9 +187,10 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     if diff: raise ValueError(f"Invalid out_dir: {str(out)!r} holds a different run ({'; '.join(diff)}). "
                               "Use another --out_dir, or delete that folder to start again.")
 
-# %% ../nbs/06_train.ipynb #d5c5ff75
+# %% ../nbs/06_train.ipynb #553b2d63
 def _autocast(device, amp):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 @torch.no_grad()
 def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mode, then restored)
@@ -212,7 +213,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #5987cf1c
+# %% ../nbs/06_train.ipynb #55dd4bc0
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -247,8 +248,9 @@ def _train(cfg, model, on_step, device, world_size, rank):
         out.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1))
     if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
         if device.type == "cuda": os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda": torch.backends.cudnn.benchmark = not cfg.deterministic   # fastest conv kernels for fixed shapes
     seed_everything(cfg.seed)
     xtr, ytr, xte, yte, num_classes = _load_data(cfg)
     mean, std = channel_stats(xtr)
@@ -269,7 +271,7 @@ def _train(cfg, model, on_step, device, world_size, rank):
     # state of the run; a checkpoint holds all of it
     run = dict(epoch=0, step=0, global_step=0, history=[], acc=[0.0, 0.0, 0.0], epoch_time=0.0, total_time=0.0)
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)   # RNG states must stay CPU tensors
         if ck["world_size"] != world_size:
             raise ValueError(f"Invalid world size: {world_size} ({ckpt_path} was written by a run of {ck['world_size']} processes; resume with that many)")
         net.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
@@ -359,7 +361,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #add76feb
+# %% ../nbs/06_train.ipynb #6f5b9156
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -399,5 +401,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #d6b4a692
+# %% ../nbs/06_train.ipynb #dd2530ab
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)
