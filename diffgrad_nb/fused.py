@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #dec9723d
+# %% ../nbs/01a_fused.ipynb #a51b0338
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from .friction import FRICTIONS, abs_grad_stats
 
-# %% ../nbs/01a_fused.ipynb #eac26d02
+# %% ../nbs/01a_fused.ipynb #d26efb53
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -28,29 +28,38 @@ extern double exp(double);
 enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kind in bits 4-5 */
 #define MAXV(a, b) ((a) > (b) ? (a) : (b))
 
+/* The loop body, branch-free: flags become factors (0 or 1) so that gcc emits one vector loop; only AMSGrad,
+   which touches one more buffer, is a separate loop. */
+#define BODY(T, EXP, SQRT, AMS)                                                                       \
+    T gi = sgn * g[i], pi = p[i];                                                                     \
+    gi += wdc * pi;                             /* Eq. 3: coupled L2 enters m, v and dg (wdc = 0: off) */\
+    pi *= decay;                                /* AdamW (decay = 1: off) */                          \
+    T mi = b1 * m[i] + omb1 * gi;               /* (11) */                                            \
+    T vi = b2 * v[i] + omb2 * gi * gi;          /* (12) */                                            \
+    m[i] = mi; v[i] = vi;                                                                             \
+    if (AMS) { vi = MAXV(vm[i], vi); vm[i] = vi; }                                                    \
+    T denom = SQRT(vi) * inv_bc2 + eps;         /* sqrt(v_hat) + eps, (13) */                         \
+    T dg = d[i] - gi;                           /* (19) */                                            \
+    T x = dg + useabs * (fabs(dg) - dg);        /* |dg|, or dg for DFC1 (exact either way) */         \
+    T xi = fa / (1 + EXP(fmu - fc * x)) + fb;   /* fa * sigmoid(c x - mu) + fb; fa = 0, fb = 1: none */\
+    d[i] = gi;                                                                                        \
+    p[i] = pi + step_size * xi * mi / denom;    /* (20), step_size = -lr / (1 - b1^t) */
+
 #define DEFINE_STEP(NAME, T, EXP, SQRT)                                                               \
 static void NAME##_range(T* restrict p, const T* restrict g, T* restrict m, T* restrict v,           \
                          T* restrict d, T* restrict vm, int64_t lo, int64_t hi, T step_size,          \
                          T inv_bc2, const double* h, int flags, T fc, T fmu) {                        \
-  const T b1 = h[1], b2 = h[2], eps = h[3], wd = h[4], fa = h[5], fb = h[6];                          \
-  const T omb1 = 1 - h[1], omb2 = 1 - h[2], decay = 1 - h[0] * h[4], sgn = (flags & MAXIMIZE) ? -1 : 1;    \
-  const int coupled = flags & COUPLED, decoupled = flags & DECOUPLED, ams = flags & AMSGRAD;          \
   const int fric = (flags >> 4) & 3;                                                                  \
-  _Pragma("omp simd")                                                                                 \
-  for (int64_t i = lo; i < hi; i++) {                                                                 \
-    T gi = sgn * g[i], pi = p[i];                                                                     \
-    if (coupled) gi += wd * pi;                 /* Eq. 3: L2 enters m, v and dg */                    \
-    if (decoupled) pi *= decay;                 /* AdamW */                                           \
-    T mi = b1 * m[i] + omb1 * gi;               /* (11) */                                            \
-    T vi = b2 * v[i] + omb2 * gi * gi;          /* (12) */                                            \
-    m[i] = mi; v[i] = vi;                                                                             \
-    if (ams) { vi = MAXV(vm[i], vi); vm[i] = vi; }                                                    \
-    T denom = SQRT(vi) * inv_bc2 + eps;         /* sqrt(v_hat) + eps, (13) */                         \
-    T dg = d[i] - gi, xi = 1;                   /* (19) */                                            \
-    if (fric == 1) xi = fa / (1 + EXP(fmu - fc * fabs(dg))) + fb;   /* fa*sigmoid(c|dg| - mu) + fb */ \
-    else if (fric == 2) xi = fa / (1 + EXP(fmu - fc * dg)) + fb;    /* without the abs (DFC1) */      \
-    d[i] = gi;                                                                                        \
-    p[i] = pi + step_size * xi * mi / denom;    /* (20), step_size = -lr / (1 - b1^t) */              \
+  const T b1 = h[1], b2 = h[2], eps = h[3], omb1 = 1 - h[1], omb2 = 1 - h[2];                         \
+  const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - h[0] * h[4] : 1;      \
+  const T sgn = (flags & MAXIMIZE) ? -1 : 1, useabs = fric == 1 ? 1 : 0;                              \
+  const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;                                                 \
+  if (flags & AMSGRAD) {                                                                              \
+    _Pragma("omp simd")                                                                               \
+    for (int64_t i = lo; i < hi; i++) { BODY(T, EXP, SQRT, 1) }                                       \
+  } else {                                                                                            \
+    _Pragma("omp simd")                                                                               \
+    for (int64_t i = lo; i < hi; i++) { BODY(T, EXP, SQRT, 0) }                                       \
   }                                                                                                   \
 }                                                                                                     \
 int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fric, const double* h,  \
@@ -88,7 +97,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #62fe7d0d
+# %% ../nbs/01a_fused.ipynb #b0b4297c
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -138,7 +147,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #d8ddd370
+# %% ../nbs/01a_fused.ipynb #8a2499c1
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -196,7 +205,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #0420d094
+# %% ../nbs/01a_fused.ipynb #6a9ea5fc
 def _functional_step(P, G, M, V, D, VM, S, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as plain tensor code over lists, for torch.compile; scalars that change (lr, betas, ...) are in the tensor `h`."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -242,7 +251,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #aa55c3e0
+# %% ../nbs/01a_fused.ipynb #2642e720
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
