@@ -5,15 +5,16 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #a51b0338
+# %% ../nbs/01a_fused.ipynb #8da711a5
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch import Tensor
+from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 from .friction import FRICTIONS, abs_grad_stats
 
-# %% ../nbs/01a_fused.ipynb #d26efb53
+# %% ../nbs/01a_fused.ipynb #978c9748
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -97,7 +98,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #b0b4297c
+# %% ../nbs/01a_fused.ipynb #b9caf097
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -147,7 +148,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #8a2499c1
+# %% ../nbs/01a_fused.ipynb #42cf0a95
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -187,7 +188,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if P[0].dtype in _LOW_PRECISION: P, G = [p.float() for p in P], [g.float() for g in G]   # state is float32
     fn = getattr(native_lib(), 'diffgrad_step_f64' if P[0].dtype == torch.float64 else 'diffgrad_step_f32')
     S_orig = S
-    if not all(s.dtype == torch.float32 and s.device.type == 'cpu' for s in S):
+    if not all(s.is_cpu and s.dtype is torch.float32 for s in S):
         S = [s.to('cpu', torch.float32) for s in S]          # e.g. a step loaded from elsewhere: count on a float32 copy
     n = len(P)
     ptrs = [t.data_ptr() for L in (P, G, M, V, D) for t in L]
@@ -205,7 +206,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #6a9ea5fc
+# %% ../nbs/01a_fused.ipynb #77c975b7
 def _functional_step(P, G, M, V, D, VM, S, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as plain tensor code over lists, for torch.compile; scalars that change (lr, betas, ...) are in the tensor `h`."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -251,7 +252,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #2642e720
+# %% ../nbs/01a_fused.ipynb #782c26ff
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
@@ -274,16 +275,18 @@ def fused_step(params: list, # parameters (complex ones viewed as real)
                  decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, friction=friction, maximize=maximize)
     lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
     bufs = lists[:6] if amsgrad else lists[:5]
-    groups, rest = {}, []
-    for i, p in enumerate(params):
-        backend = BACKENDS.get(p.device.type) if friction in _FRICTION_FORM else None
-        if backend == 'native' and not (_native_ok() and _dense_alike([L[i] for L in bufs])): backend = None
-        if backend is None: rest.append(i)
-        else: groups.setdefault((backend, p.device, p.dtype), []).append(i)
-    for (backend, _, _), idx in groups.items():
+    rest = []
+    for (device, dtype), (_, idx) in _group_tensors_by_device_and_dtype([params], with_indices=True).items():
+        backend = BACKENDS.get(device.type) if friction in _FRICTION_FORM else None
+        if backend == 'native' and not _native_ok(): backend = None
+        if backend == 'native' and not all(t.is_contiguous() for L in bufs for t in (L if len(idx) == len(params) else [L[i] for i in idx])):
+            keep = [i for i in idx if _dense_alike([L[i] for L in bufs])]   # route the layouts a flat loop cannot walk
+            rest += sorted(set(idx) - set(keep)); idx = keep
+        if backend is None: rest += idx; continue
+        if not idx: continue
         pick = (lambda L: L) if len(idx) == len(params) else (lambda L: [L[i] for i in idx])
         (_native_step if backend == 'native' else _compiled_step)(*map(pick, lists), **hyper)
-    if rest: _multi_tensor_step(*[[L[i] for i in rest] for L in lists], **hyper)   # what the kernel cannot walk
+    if rest: _multi_tensor_step(*[[L[i] for i in rest] for L in lists], **hyper)   # on the foreach path
 
 def check_fused_available(group: dict # a DiffGrad param group with fused=True
                          ) -> bool: # True when the fused step will run; False after falling back (with a warning)
