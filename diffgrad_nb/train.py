@@ -6,8 +6,8 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #a6b9e01b
-import argparse, dataclasses, json, math, os, random, sys, time, typing
+# %% ../nbs/06_train.ipynb #5f7774a6
+import argparse, dataclasses, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Optional
@@ -21,7 +21,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .data import DATASETS, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #3879f148
+# %% ../nbs/06_train.ipynb #a7b897de
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -61,7 +61,7 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int] = _opt(None, "stop each epoch after this many steps (smoke runs; default: the whole epoch)")
     eval_batch_size: int = _opt(1000, "batch size of the test-set evaluation")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)")
-    out_dir: str = _opt("runs/diffgrad_resnet50_cifar10", "run folder: config.json, checkpoint.pt, metrics.jsonl, summary.json, model.pt")
+    out_dir: Optional[str] = _opt(None, "run folder for config.json, checkpoint.pt, metrics.jsonl, summary.json and model.pt (unset: runs/<optimizer>_<model>_<activation>_<dataset>_b<batch_size>_lr<lr>[_wd<weight_decay>]_s<seed>)")
     progress: Optional[bool] = _opt(None, "show a tqdm progress bar (default: only when stderr is a terminal)")
 
     def __post_init__(self):
@@ -81,15 +81,22 @@ class TrainConfig:
         check(0 < self.lr_milestone <= 1, "lr_milestone", "must be a fraction in (0, 1]")
         check(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, "lr_gamma", "must be a finite number > 0")
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
-        check(self.device == "auto" or self.device == "cpu" or self.device.split(":")[0] == "cuda", "device", "use auto, cpu, cuda or cuda:N")
-        check(bool(self.out_dir), "out_dir", "must name a folder")
+        check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "use auto, cpu, cuda or cuda:N")
+        check(self.out_dir is None or (isinstance(self.out_dir, str) and self.out_dir.strip() != ""), "out_dir", "must name a folder")
+
+    @property
+    def run_dir(self) -> Path:
+        "`out_dir`, or a folder under runs/ named after what distinguishes the paper's runs."
+        if self.out_dir is not None: return Path(self.out_dir)
+        wd = f"_wd{self.weight_decay:g}" if self.weight_decay else ""
+        return Path("runs")/f"{self.optimizer}_{self.model}_{self.activation}_{self.dataset}_b{self.batch_size}_lr{self.lr:g}{wd}_s{self.seed}"
 
     @property
     def milestone_epoch(self) -> int:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #2934d690
+# %% ../nbs/06_train.ipynb #570b88cd
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -129,12 +136,11 @@ def parse_config(argv=None) -> TrainConfig:
     except ConfigError as e: p.error(f"argument --{e.name}: invalid value {e.value!r} ({e.why})")
 
 def main(argv=None):
-    "Entry point of the `diffgrad_train` command: parse the options, train, print the summary as JSON."
+    "Entry point of `diffgrad_train`: parse the options, train (or resume), print the summary as JSON. Exit status 0 also for a diverged run (the summary says so)."
     summary = train(parse_config(argv))
-    if _dist_info()[1] == 0: print(json.dumps(summary, indent=1))
-    return summary
+    if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
-# %% ../nbs/06_train.ipynb #667f60bf
+# %% ../nbs/06_train.ipynb #43e611fe
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -150,7 +156,7 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #1f71fe78
+# %% ../nbs/06_train.ipynb #a32a22b8
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -187,7 +193,7 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     if diff: raise ValueError(f"Invalid out_dir: {str(out)!r} holds a different run ({'; '.join(diff)}). "
                               "Use another --out_dir, or delete that folder to start again.")
 
-# %% ../nbs/06_train.ipynb #553b2d63
+# %% ../nbs/06_train.ipynb #7885a23a
 def _autocast(device, amp):
     "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
@@ -213,7 +219,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #55dd4bc0
+# %% ../nbs/06_train.ipynb #62192468
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -238,7 +244,7 @@ def train(config: TrainConfig, # what to run; `config.out_dir` is the run folder
         if own_group: dist.destroy_process_group()
 
 def _train(cfg, model, on_step, device, world_size, rank):
-    out = Path(cfg.out_dir)
+    out = cfg.run_dir
     ckpt_path, summary_path = out / "checkpoint.pt", out / "summary.json"
     if (out / "config.json").exists(): _check_same_run(json.loads((out / "config.json").read_text()), cfg, out)
     if summary_path.exists():   # finished before (completed or diverged): report, do not train again
@@ -361,7 +367,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #6f5b9156
+# %% ../nbs/06_train.ipynb #263146c1
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -401,5 +407,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #dd2530ab
+# %% ../nbs/06_train.ipynb #975e1083
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)

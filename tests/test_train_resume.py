@@ -7,13 +7,16 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import torch
 
-TRAIN = [sys.executable, '-m', 'diffgrad_nb.train']
+# the reference runs as `python -m diffgrad_nb.train`, the killed and resumed runs as the installed console script:
+# both entry points must compute the same thing
+MODULE = [sys.executable, '-m', 'diffgrad_nb.train']
+SCRIPT = [str(Path(sys.executable).parent/'diffgrad_train')]
 ARGS = ['--model', 'small', '--dataset', 'fake', '--epochs', '2', '--batch_size', '16', '--max_steps_per_epoch', '6',
         '--test_limit', '64', '--checkpoint_every_steps', '2', '--seed', '1', '--no-progress']
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 ENV.pop('WORLD_SIZE', None)
 
-def _cmd(out): return TRAIN + ARGS + ['--out_dir', str(out)]
+def _cmd(out, entry=SCRIPT): return entry + ARGS + ['--out_dir', str(out)]
 
 def _metrics(out):
     "metrics.jsonl without the wall-clock fields, which differ between any two runs"
@@ -22,7 +25,7 @@ def _metrics(out):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     ref, out = tmp_path/'uninterrupted', tmp_path/'killed'
-    r = subprocess.run(_cmd(ref), env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_cmd(ref, MODULE), env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
 
     p = subprocess.Popen(_cmd(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
