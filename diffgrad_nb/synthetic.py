@@ -9,7 +9,7 @@ __all__ = ['BREAKPOINTS', 'FUNCTIONS', 'MINIMA', 'GLOBAL_MIN', 'EXPERIMENT_OPTIM
            'overshoot', 'oscillation', 'endpoint_rows', 'markdown_table', 'f3_oscillation', 'friction_along', 'sweep',
            'success_rows', 'agreement_rows', 'plot_sweep', 'plot_endpoints', 'run_synthetic', 'main']
 
-# %% ../nbs/02_synthetic.ipynb #31ffba6a
+# %% ../nbs/02_synthetic.ipynb #2d169571
 import argparse, csv, json, math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from .optim import DiffGrad, make_optimizer
 
-# %% ../nbs/02_synthetic.ipynb #2648e4f1
+# %% ../nbs/02_synthetic.ipynb #63e484f2
 def _check_tensor(x, name="x"):
     if not isinstance(x, Tensor):
         raise TypeError(f"Invalid {name}: expected a torch.Tensor, got {type(x).__name__} {x!r}")
@@ -54,7 +54,7 @@ def F3(x: Tensor # input, any shape; the function is applied element-wise
 
 FUNCTIONS = {"F1": F1, "F2": F2, "F3": F3}
 
-# %% ../nbs/02_synthetic.ipynb #91f94ba6
+# %% ../nbs/02_synthetic.ipynb #1b320b84
 def derivative(fn, # one of F1, F2, F3 (or any element-wise function of a tensor)
                x: Tensor # points
               ) -> Tensor: # dfn/dx at x, by autograd
@@ -63,7 +63,7 @@ def derivative(fn, # one of F1, F2, F3 (or any element-wise function of a tensor
     fn(x).sum().backward()
     return x.grad
 
-# %% ../nbs/02_synthetic.ipynb #e83aab41
+# %% ../nbs/02_synthetic.ipynb #787bde6b
 def local_minima(fn, # element-wise function of a tensor
                  lo: float=-1.0, hi: float=1.0, # interval scanned
                  n: int=200_001, # grid points (step (hi-lo)/(n-1))
@@ -79,7 +79,7 @@ def local_minima(fn, # element-wise function of a tensor
 MINIMA = {name: local_minima(fn) for name, fn in FUNCTIONS.items()}
 GLOBAL_MIN = {name: min(m, key=lambda p: p[1]) for name, m in MINIMA.items()}   # (x*, F(x*)) on [-1, 1]
 
-# %% ../nbs/02_synthetic.ipynb #5e122708
+# %% ../nbs/02_synthetic.ipynb #ba5e471a
 @dataclass
 class Trajectory:
     "Iterates of one or more runs: row t is step t (t = 0 is the start), one column per starting point."
@@ -146,7 +146,7 @@ def minimise(fn, # a function of a tensor (F1, F2, F3) or its name
         if t < steps: opt.step()
     return Trajectory(X, L, G)
 
-# %% ../nbs/02_synthetic.ipynb #a18e8d85
+# %% ../nbs/02_synthetic.ipynb #3299b89c
 EXPERIMENT_OPTIMIZERS = {   # name: (make_optimizer name, learning-rate factor)
     "adam": ("adam", 1.0), "adam_lr/2": ("adam", 0.5), "amsgrad": ("amsgrad", 1.0), "diffgrad": ("diffgrad", 1.0),
     **{f"diffgrad{i}": (f"diffgrad{i}", 1.0) for i in range(1, 6)},
@@ -173,7 +173,7 @@ def split_for(name: str) -> str|None:
     "How to pack starts for optimizer `name`: 'each' for the per-tensor-statistics frictions, None otherwise."
     return "each" if name in PER_TENSOR_FRICTION else None
 
-# %% ../nbs/02_synthetic.ipynb #035dade5
+# %% ../nbs/02_synthetic.ipynb #2e5a281d
 def fig4_runs(optimizers=("adam", "diffgrad"), # keys of EXPERIMENT_OPTIMIZERS
               x0: float=PAPER_SETTING["x0"], lr: float=PAPER_SETTING["lr"], betas=PAPER_SETTING["betas"],
               steps: int=PAPER_SETTING["steps"], # the paper's setting by default
@@ -207,7 +207,7 @@ def plot_fig4(runs: dict # output of fig4_runs
     fig.tight_layout()
     return fig
 
-# %% ../nbs/02_synthetic.ipynb #b2c46d44
+# %% ../nbs/02_synthetic.ipynb #cf9f9d9a
 def nearest_minimum(name: str, # function name
                     x: float, # a point
                     tol: float=0.05, # how close counts as "at" a minimum
@@ -256,7 +256,7 @@ def markdown_table(rows: list, # dicts with the same keys
     return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] +
                      ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows])
 
-# %% ../nbs/02_synthetic.ipynb #128324ff
+# %% ../nbs/02_synthetic.ipynb #0bf37dd3
 OSCILLATION_WINDOWS = ((50, 150), (150, 301))   # iterations [start, stop) over which F3's oscillation is measured
 
 def f3_oscillation(runs: dict # output of fig4_runs (needs the "F3" entry)
@@ -272,7 +272,7 @@ def friction_along(tr: Trajectory # a trajectory (its gradients are used)
     prev = torch.cat([torch.zeros_like(g[:1]), g[:-1]])
     return torch.sigmoid((prev - g).abs())
 
-# %% ../nbs/02_synthetic.ipynb #7998d7d0
+# %% ../nbs/02_synthetic.ipynb #9fe45ec1
 QUICK = dict(x0s=tuple(round(-1 + 0.1 * i, 10) for i in range(21)), lrs=(0.01, 0.1, 0.3))           # 21 x 3 per optimizer
 FULL = dict(x0s=tuple(round(-1 + 0.025 * i, 10) for i in range(81)), lrs=(0.01, 0.03, 0.1, 0.2, 0.3))  # 81 x 5
 
@@ -370,7 +370,7 @@ def plot_endpoints(rows: list, # output of sweep
     axs[0, 0].legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/02_synthetic.ipynb #28a96043
+# %% ../nbs/02_synthetic.ipynb #6fa6037b
 def _write_csv(path, rows):
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
@@ -422,5 +422,5 @@ def main(argv=None # command-line arguments (default: sys.argv[1:])
     print(Path(a.out, "summary.md").read_text())
     print("wrote:", *s["files"], sep="\n  ")
 
-# %% ../nbs/02_synthetic.ipynb #c2193366
+# %% ../nbs/02_synthetic.ipynb #42eff4a6
 if __name__ == "__main__" and "__file__" in globals(): main()   # `python -m diffgrad_nb.synthetic`; not in a notebook kernel
