@@ -6,7 +6,7 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #5f7774a6
+# %% ../nbs/06_train.ipynb #9139d837
 import argparse, dataclasses, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -18,10 +18,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 from .optim import OPTIMIZERS, make_optimizer
-from .data import DATASETS, load_dataset, channel_stats, BatchIterator
+from .data import DATASETS, DatasetFileError, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #a7b897de
+# %% ../nbs/06_train.ipynb #991b0af4
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -96,7 +96,7 @@ class TrainConfig:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #570b88cd
+# %% ../nbs/06_train.ipynb #13294a6b
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -137,10 +137,14 @@ def parse_config(argv=None) -> TrainConfig:
 
 def main(argv=None):
     "Entry point of `diffgrad_train`: parse the options, train (or resume), print the summary as JSON. Exit status 0 also for a diverged run (the summary says so)."
-    summary = train(parse_config(argv))
+    config = parse_config(argv)
+    try: summary = train(config)
+    except (ConfigError, FileNotFoundError, DatasetFileError) as e:   # the user's to fix: a message, not a traceback
+        print(f"diffgrad_train: error: {e}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(e, ConfigError) else 1)
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
-# %% ../nbs/06_train.ipynb #43e611fe
+# %% ../nbs/06_train.ipynb #2b81e0ae
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -152,11 +156,11 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     "The device a run uses: `auto` is CUDA when available; a bare `cuda` under torchrun is `cuda:LOCAL_RANK`."
     if device == "auto": device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"Invalid device: {device!r} (CUDA is not available here; use --device cpu)")
+        raise ConfigError("device", device, "CUDA is not available here; use cpu")
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #a32a22b8
+# %% ../nbs/06_train.ipynb #78fa85a1
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -190,10 +194,10 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     now = asdict(config)
     diff = [f"{k}: {saved.get(k)!r} in {out/'config.json'}, {now[k]!r} now" for k in now
             if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
-    if diff: raise ValueError(f"Invalid out_dir: {str(out)!r} holds a different run ({'; '.join(diff)}). "
-                              "Use another --out_dir, or delete that folder to start again.")
+    if diff: raise ConfigError("out_dir", str(out), f"it holds a different run: {'; '.join(diff)}. "
+                                                     "Use another out_dir, or delete that folder to start again")
 
-# %% ../nbs/06_train.ipynb #7885a23a
+# %% ../nbs/06_train.ipynb #fec070c3
 def _autocast(device, amp):
     "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
@@ -219,7 +223,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #62192468
+# %% ../nbs/06_train.ipynb #a45cb722
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -367,7 +371,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #263146c1
+# %% ../nbs/06_train.ipynb #6bb3d8e8
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -407,5 +411,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #975e1083
+# %% ../nbs/06_train.ipynb #0e0e8bb8
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)
