@@ -9,7 +9,7 @@ __all__ = ['BREAKPOINTS', 'FUNCTIONS', 'MINIMA', 'GLOBAL_MIN', 'EXPERIMENT_OPTIM
            'overshoot', 'oscillation', 'endpoint_rows', 'markdown_table', 'f3_oscillation', 'friction_along', 'sweep',
            'success_rows', 'agreement_rows', 'plot_sweep', 'plot_endpoints', 'run_synthetic', 'main']
 
-# %% ../nbs/02_synthetic.ipynb #2d169571
+# %% ../nbs/02_synthetic.ipynb #62a36d69
 import argparse, csv, json, math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from .optim import DiffGrad, make_optimizer
 
-# %% ../nbs/02_synthetic.ipynb #63e484f2
+# %% ../nbs/02_synthetic.ipynb #522fbe98
 def _check_tensor(x, name="x"):
     if not isinstance(x, Tensor):
         raise TypeError(f"Invalid {name}: expected a torch.Tensor, got {type(x).__name__} {x!r}")
@@ -54,7 +54,7 @@ def F3(x: Tensor # input, any shape; the function is applied element-wise
 
 FUNCTIONS = {"F1": F1, "F2": F2, "F3": F3}
 
-# %% ../nbs/02_synthetic.ipynb #1b320b84
+# %% ../nbs/02_synthetic.ipynb #cb3b5ed7
 def derivative(fn, # one of F1, F2, F3 (or any element-wise function of a tensor)
                x: Tensor # points
               ) -> Tensor: # dfn/dx at x, by autograd
@@ -63,9 +63,10 @@ def derivative(fn, # one of F1, F2, F3 (or any element-wise function of a tensor
     fn(x).sum().backward()
     return x.grad
 
-# %% ../nbs/02_synthetic.ipynb #787bde6b
+# %% ../nbs/02_synthetic.ipynb #3c2bc580
 def local_minima(fn, # element-wise function of a tensor
-                 lo: float=-1.0, hi: float=1.0, # interval scanned
+                 lo: float=-1.0, # left end of the interval scanned
+                 hi: float=1.0, # right end of the interval scanned
                  n: int=200_001, # grid points (step (hi-lo)/(n-1))
                 ) -> list: # [(x, fn(x))] of the strict local minima on the grid, left to right
     "Strict local minima of `fn` on a uniform grid over [lo, hi] (float64)."
@@ -79,7 +80,7 @@ def local_minima(fn, # element-wise function of a tensor
 MINIMA = {name: local_minima(fn) for name, fn in FUNCTIONS.items()}
 GLOBAL_MIN = {name: min(m, key=lambda p: p[1]) for name, m in MINIMA.items()}   # (x*, F(x*)) on [-1, 1]
 
-# %% ../nbs/02_synthetic.ipynb #ba5e471a
+# %% ../nbs/02_synthetic.ipynb #041aeb86
 @dataclass
 class Trajectory:
     "Iterates of one or more runs: row t is step t (t = 0 is the start), one column per starting point."
@@ -146,7 +147,7 @@ def minimise(fn, # a function of a tensor (F1, F2, F3) or its name
         if t < steps: opt.step()
     return Trajectory(X, L, G)
 
-# %% ../nbs/02_synthetic.ipynb #3299b89c
+# %% ../nbs/02_synthetic.ipynb #a9f6894c
 EXPERIMENT_OPTIMIZERS = {   # name: (make_optimizer name, learning-rate factor)
     "adam": ("adam", 1.0), "adam_lr/2": ("adam", 0.5), "amsgrad": ("amsgrad", 1.0), "diffgrad": ("diffgrad", 1.0),
     **{f"diffgrad{i}": (f"diffgrad{i}", 1.0) for i in range(1, 6)},
@@ -169,14 +170,17 @@ def optimizer_factory(name: str, # a key of EXPERIMENT_OPTIMIZERS
         return make_optimizer(base, [dict(params=params[i*k:(i+1)*k], lr=lr * factor) for i, lr in enumerate(lrs)], betas=tuple(betas))
     return make
 
-def split_for(name: str) -> str|None:
+def split_for(name: str # a key of EXPERIMENT_OPTIMIZERS
+             ) -> str|None:
     "How to pack starts for optimizer `name`: 'each' for the per-tensor-statistics frictions, None otherwise."
     return "each" if name in PER_TENSOR_FRICTION else None
 
-# %% ../nbs/02_synthetic.ipynb #2e5a281d
+# %% ../nbs/02_synthetic.ipynb #6837ccb7
 def fig4_runs(optimizers=("adam", "diffgrad"), # keys of EXPERIMENT_OPTIMIZERS
-              x0: float=PAPER_SETTING["x0"], lr: float=PAPER_SETTING["lr"], betas=PAPER_SETTING["betas"],
-              steps: int=PAPER_SETTING["steps"], # the paper's setting by default
+              x0: float=PAPER_SETTING["x0"], # starting point (the paper: -1)
+              lr: float=PAPER_SETTING["lr"], # learning rate (the paper: 0.1; "adam_lr/2" uses half)
+              betas=PAPER_SETTING["betas"], # (beta1, beta2) (the paper: 0.95, 0.999)
+              steps: int=PAPER_SETTING["steps"], # optimizer steps (the paper: 300)
              ) -> dict: # {function name: {optimizer name: Trajectory of one run}}
     "One run per function and optimizer from `x0` (the paper's Fig. 4 setting by default)."
     names = list(FUNCTIONS)
@@ -207,7 +211,7 @@ def plot_fig4(runs: dict # output of fig4_runs
     fig.tight_layout()
     return fig
 
-# %% ../nbs/02_synthetic.ipynb #cf9f9d9a
+# %% ../nbs/02_synthetic.ipynb #ad89b01b
 def nearest_minimum(name: str, # function name
                     x: float, # a point
                     tol: float=0.05, # how close counts as "at" a minimum
@@ -225,7 +229,8 @@ def overshoot(x: Tensor, # one trajectory of x, shape (steps+1,)
 
 def oscillation(x: Tensor, # one trajectory of x, shape (steps+1,)
                 centre: float, # the point oscillated around
-                start: int, stop: int, # the window of iterations [start, stop)
+                start: int, # first iteration of the window
+                stop: int, # end of the window (exclusive)
                ) -> dict: # amplitude (max |x - centre|), sign_changes of x - centre, and rms
     "Amplitude and number of sign changes of `x - centre` over iterations [start, stop)."
     if not 0 <= start < stop <= len(x): raise ValueError(f"Invalid window: start={start!r}, stop={stop!r} (need 0 <= start < stop <= {len(x)})")
@@ -248,7 +253,8 @@ def endpoint_rows(runs: dict # output of fig4_runs
     return rows
 
 def markdown_table(rows: list, # dicts with the same keys
-                   digits: int=4) -> str:
+                   digits: int=4, # significant digits of floats
+                  ) -> str:
     "A GitHub-markdown table of `rows` (floats rounded to `digits` significant digits)."
     if not rows: return ""
     fmt = lambda v: f"{v:.{digits}g}" if isinstance(v, float) else ("-" if v is None else str(v))
@@ -256,7 +262,7 @@ def markdown_table(rows: list, # dicts with the same keys
     return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] +
                      ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows])
 
-# %% ../nbs/02_synthetic.ipynb #0bf37dd3
+# %% ../nbs/02_synthetic.ipynb #acc3397e
 OSCILLATION_WINDOWS = ((50, 150), (150, 301))   # iterations [start, stop) over which F3's oscillation is measured
 
 def f3_oscillation(runs: dict # output of fig4_runs (needs the "F3" entry)
@@ -272,7 +278,7 @@ def friction_along(tr: Trajectory # a trajectory (its gradients are used)
     prev = torch.cat([torch.zeros_like(g[:1]), g[:-1]])
     return torch.sigmoid((prev - g).abs())
 
-# %% ../nbs/02_synthetic.ipynb #9fe45ec1
+# %% ../nbs/02_synthetic.ipynb #a87335d1
 QUICK = dict(x0s=tuple(round(-1 + 0.1 * i, 10) for i in range(21)), lrs=(0.01, 0.1, 0.3))           # 21 x 3 per optimizer
 FULL = dict(x0s=tuple(round(-1 + 0.025 * i, 10) for i in range(81)), lrs=(0.01, 0.03, 0.1, 0.2, 0.3))  # 81 x 5
 
@@ -280,7 +286,8 @@ def sweep(x0s=QUICK["x0s"], # starting points
           lrs=QUICK["lrs"], # base learning rates ("adam_lr/2" uses half of each)
           optimizers=tuple(EXPERIMENT_OPTIMIZERS), # keys of EXPERIMENT_OPTIMIZERS
           functions=tuple(FUNCTIONS), # names of FUNCTIONS
-          betas=PAPER_SETTING["betas"], steps: int=PAPER_SETTING["steps"],
+          betas=PAPER_SETTING["betas"], # (beta1, beta2)
+          steps: int=PAPER_SETTING["steps"], # optimizer steps per run
           tol: float=0.05, # final |x - x*| that counts as reaching a minimum
           reuse_dfc3: bool=True, # run one of DFC3-5 and report it for the others (identical on 1-element tensors)
          ) -> list: # one dict per run: function, optimizer, lr, x0, x_final, loss_final, reached, ends_at
@@ -322,7 +329,8 @@ def success_rows(rows: list # output of sweep
     return out
 
 def agreement_rows(rows: list, # output of sweep
-                   a: str="diffgrad", others=("adam", "adam_lr/2"), # optimizer a compared with each of `others`
+                   a: str="diffgrad", # the optimizer compared
+                   others=("adam", "adam_lr/2"), # the optimizers it is compared with
                   ) -> list: # one row per function and lr: fraction of starts where a ends where the other ends
     "How often optimizer `a` ends at the same minimum (or equally nowhere) as each of `others`, per function and lr."
     ends = {(r["function"], r["lr"], r["optimizer"], r["x0"]): r["ends_at"] for r in rows}
@@ -370,14 +378,15 @@ def plot_endpoints(rows: list, # output of sweep
     axs[0, 0].legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/02_synthetic.ipynb #6fa6037b
+# %% ../nbs/02_synthetic.ipynb #eaaad24a
 def _write_csv(path, rows):
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
 
 def run_synthetic(out_dir, # folder for the figures (PNG) and tables (CSV, Markdown); created if missing
                   quick: bool=True, # QUICK grid (21 starts x 3 lrs) or FULL (81 x 5)
-                  x0s=None, lrs=None, # override the grid's starting points / learning rates
+                  x0s=None, # override the grid's starting points
+                  lrs=None, # override the grid's learning rates
                  ) -> dict: # summary: config, fig4 endpoints, F3 oscillation, success fractions, files, rows
     "The whole synthetic experiment: Fig. 4 and its claims, then the sweep; saves everything into `out_dir`."
     import matplotlib.pyplot as plt
@@ -422,5 +431,5 @@ def main(argv=None # command-line arguments (default: sys.argv[1:])
     print(Path(a.out, "summary.md").read_text())
     print("wrote:", *s["files"], sep="\n  ")
 
-# %% ../nbs/02_synthetic.ipynb #42eff4a6
+# %% ../nbs/02_synthetic.ipynb #bb4d1709
 if __name__ == "__main__" and "__file__" in globals(): main()   # `python -m diffgrad_nb.synthetic`; not in a notebook kernel
