@@ -24,12 +24,16 @@ def test_console_script_refuses_bad_options(tmp_path):
     assert not (tmp_path/'run').exists()                      # refused before touching anything
 
 def test_gpu_probe_cpu_smoke(tmp_path):
-    r = _run('bash', str(ROOT/'benchmarks'/'gpu_probe.sh'), '--device', 'cpu', '--steps', '2', '--model', 'small',
-             '--batch-sizes', '4,8', '--epoch-dataset', 'fake', '--out', str(tmp_path))
+    "no CIFAR-10 under DIFFGRAD_DATA: the probe times its epoch on CIFAR-sized fake data, cut to 2 steps here"
+    r = subprocess.run(['bash', str(ROOT/'benchmarks'/'gpu_probe.sh'), '--device', 'cpu', '--steps', '2', '--model', 'small',
+                        '--batch-sizes', '4,8', '--epoch-batch-size', '8', '--epoch-steps', '2', '--out', str(tmp_path)],
+                       env={**ENV, 'DIFFGRAD_DATA': str(tmp_path/'no_data')}, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     files = list(tmp_path.glob('gpu_probe_*.json'))
     assert len(files) == 1, files
     res = json.loads(files[0].read_text())
     assert [t['batch_size'] for t in res['throughput']] == [4, 8]
     assert all(t['images_per_s'] > 0 and t['loss_finite'] for t in res['throughput']), res['throughput']
-    assert res['epoch']['status'] == 'completed' and res['epoch']['metrics']['steps'] == 2, res['epoch']
+    assert 'no CIFAR-10' in res['epoch_skipped']
+    assert res['epoch']['dataset'] == 'fake-cifar-sized' and res['epoch']['status'] == 'completed', res['epoch']
+    assert res['epoch']['metrics']['steps'] == 2 and res['epoch']['metrics']['images'] == 16, res['epoch']
