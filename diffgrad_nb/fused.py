@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #8da711a5
+# %% ../nbs/01a_fused.ipynb #d893f051
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 from .friction import FRICTIONS, abs_grad_stats
 
-# %% ../nbs/01a_fused.ipynb #978c9748
+# %% ../nbs/01a_fused.ipynb #ca489e7a
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -98,7 +98,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #b9caf097
+# %% ../nbs/01a_fused.ipynb #2bb0855a
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -148,7 +148,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #42cf0a95
+# %% ../nbs/01a_fused.ipynb #f1ba99b0
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -206,9 +206,9 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #77c975b7
-def _functional_step(P, G, M, V, D, VM, S, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
-    "The step as plain tensor code over lists, for torch.compile; scalars that change (lr, betas, ...) are in the tensor `h`."
+# %% ../nbs/01a_fused.ipynb #13d78148
+def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
+    "The step as tensor code over lists, for torch.compile: `h` = (lr, beta1, beta2, eps, wd) and `ts` = the steps, as tensors."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
     for i in range(len(P)):
         m, v, d = M[i], V[i], D[i]
@@ -216,8 +216,7 @@ def _functional_step(P, G, M, V, D, VM, S, h, *, decoupled_weight_decay, amsgrad
         if maximize: g = -g
         if weight_decay and decoupled_weight_decay: p = p * (1 - lr * wd)
         elif weight_decay: g = g + wd * p
-        t = S[i] + 1
-        S[i].copy_(t)
+        t = ts[i]
         m_new = b1 * m + (1 - b1) * g
         v_new = b2 * v + (1 - b2) * g * g
         m.copy_(m_new); v.copy_(v_new)
@@ -235,8 +234,10 @@ def _compiled_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay,
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(functools.partial(_functional_step, weight_decay=bool(weight_decay), **static),
                                        fullgraph=True, dynamic=False)
+    torch._foreach_add_(S, 1)                                     # the counters stay where they are (CPU or device)
+    ts = torch.stack(S).to(P[0].device, torch.float64)            # one transfer for all of them
     h = torch.tensor([lr, beta1, beta2, eps, weight_decay], dtype=torch.float64, device=P[0].device)
-    _COMPILED[key](P, G, M, V, D, VM if static['amsgrad'] else None, S, h)
+    _COMPILED[key](P, G, M, V, D, VM if static['amsgrad'] else None, ts, h)
 
 BACKENDS = {'cpu': 'native', 'cuda': 'compile'}
 
@@ -252,7 +253,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #782c26ff
+# %% ../nbs/01a_fused.ipynb #5e64e1b8
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
