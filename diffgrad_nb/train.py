@@ -6,7 +6,7 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #9139d837
+# %% ../nbs/06_train.ipynb #f675e8f1
 import argparse, dataclasses, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -21,7 +21,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .data import DATASETS, DatasetFileError, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #991b0af4
+# %% ../nbs/06_train.ipynb #deb39e94
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -96,7 +96,7 @@ class TrainConfig:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #13294a6b
+# %% ../nbs/06_train.ipynb #5b2048a5
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -144,7 +144,7 @@ def main(argv=None):
         raise SystemExit(2 if isinstance(e, ConfigError) else 1)
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
-# %% ../nbs/06_train.ipynb #2b81e0ae
+# %% ../nbs/06_train.ipynb #24702ee2
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -160,7 +160,7 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #78fa85a1
+# %% ../nbs/06_train.ipynb #ee51121e
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -197,7 +197,7 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     if diff: raise ConfigError("out_dir", str(out), f"it holds a different run: {'; '.join(diff)}. "
                                                      "Use another out_dir, or delete that folder to start again")
 
-# %% ../nbs/06_train.ipynb #fec070c3
+# %% ../nbs/06_train.ipynb #aa88fda5
 def _autocast(device, amp):
     "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
@@ -223,7 +223,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #a45cb722
+# %% ../nbs/06_train.ipynb #1e5df669
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -274,6 +274,8 @@ def _train(cfg, model, on_step, device, world_size, rank):
     # With several processes the last, smaller global batch would be split unevenly (or leave a rank empty): drop it.
     batches = BatchIterator(xtr, ytr, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=world_size > 1,
                             augment=cfg.augment, mean=mean, std=std, device=device, rank=rank, world_size=world_size)
+    if len(batches) == 0:
+        raise ConfigError("batch_size", cfg.batch_size, f"{world_size} process(es) x {cfg.batch_size} is more than the {len(xtr)} training images")
     fwd = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None) if world_size > 1 else net
     if cfg.compile: fwd = torch.compile(fwd)
     steps_per_epoch = min(len(batches), cfg.max_steps_per_epoch or len(batches))
@@ -320,7 +322,7 @@ def _train(cfg, model, on_step, device, world_size, rank):
             bad = (~torch.isfinite(loss.detach())).float()
             if world_size > 1: dist.all_reduce(bad)
             if bad.item() > 0:   # NaN/inf on any rank: stop every rank here, before the step spreads it
-                status, diverged_at = "diverged", dict(epoch=e + 1, step=run["step"] + 1, loss=loss.item())
+                status, diverged_at = "diverged", dict(epoch=e + 1, step=run["step"] + 1, loss=str(loss.item()))
                 break
             opt.step()
             acc += torch.stack([loss.detach().double() * len(yb), (logits.argmax(1) == yb).sum().double(),
@@ -344,7 +346,7 @@ def _train(cfg, model, on_step, device, world_size, rank):
         row = dict(epoch=e + 1, lr=opt.param_groups[0]["lr"], train_loss=loss_sum / seen, train_acc=corr / seen,
                    test_acc=correct / total, steps=run["step"], images=int(seen), train_time_s=train_time,
                    eval_time_s=time.perf_counter() - t1, images_per_s=seen / train_time)
-        if not math.isfinite(row["train_loss"]): status, diverged_at = "diverged", dict(epoch=e + 1, step=run["step"], loss=row["train_loss"])
+        if not math.isfinite(row["train_loss"]): status, diverged_at = "diverged", dict(epoch=e + 1, step=run["step"], loss=str(row["train_loss"]))
         sched.step()
         run.update(epoch=e + 1, step=0, acc=[0.0, 0.0, 0.0], epoch_time=0.0, total_time=run["total_time"] + train_time + row["eval_time_s"])
         run["history"].append(row)
@@ -371,7 +373,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #6bb3d8e8
+# %% ../nbs/06_train.ipynb #e9bf301f
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -411,5 +413,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #0e0e8bb8
+# %% ../nbs/06_train.ipynb #ea85007a
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)

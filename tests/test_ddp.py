@@ -18,7 +18,7 @@ WORKER = r'''
 import sys, torch, torch.nn as nn, torch.distributed as dist
 sys.path.insert(0, sys.argv[2])
 from test_ddp import net, CONFIG
-from diffgrad_nb.train import TrainConfig, train, main
+from diffgrad_nb.train import TrainConfig, ConfigError, train, main
 out = sys.argv[1]
 dist.init_process_group("gloo")
 rank = dist.get_rank()
@@ -36,6 +36,8 @@ m = net()
 s = train(TrainConfig(**CONFIG, batch_size=16, out_dir=f"{out}/ddp_resumed"), model=m)
 assert s["resumed_from"] == dict(epoch=1, step=2), s["resumed_from"]
 torch.save(m.state_dict(), f"{out}/ddp_resumed_rank{rank}.pt")
+try: train(TrainConfig(**CONFIG, batch_size=16, train_limit=20, out_dir=f"{out}/too_few")); raise SystemExit("accepted")
+except ConfigError as e: assert "2 process(es) x 16 is more than the 20 training images" in str(e), e
 main(["--model", "small", "--dataset", "fake", "--epochs", "2", "--batch_size", "8", "--max_steps_per_epoch", "3",
       "--test_limit", "40", "--checkpoint_every_steps", "2", "--no-progress", "--out_dir", f"{out}/cli"])
 dist.destroy_process_group()
