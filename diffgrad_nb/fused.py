@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #d893f051
+# %% ../nbs/01a_fused.ipynb #f12cd6f6
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 from .friction import FRICTIONS, abs_grad_stats
 
-# %% ../nbs/01a_fused.ipynb #ca489e7a
+# %% ../nbs/01a_fused.ipynb #95b57edb
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -98,7 +98,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #2bb0855a
+# %% ../nbs/01a_fused.ipynb #a69f1990
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -148,7 +148,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #f1ba99b0
+# %% ../nbs/01a_fused.ipynb #7143931e
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -169,6 +169,11 @@ def _dense_alike(ts):
     "True when the tensors share one dense layout, so that one flat loop over memory visits their elements alike."
     if all(t.is_contiguous() for t in ts): return True
     return all(t.stride() == ts[0].stride() for t in ts) and _is_dense(ts[0])
+
+def _walkable(ts, dtype, sdt):
+    "The kernel can read these tensors (p, g, state...): p and g of `dtype`, the state of `sdt`, all on the CPU, one dense layout."
+    return (ts[0].dtype is dtype and ts[1].dtype is dtype and all(t.dtype is sdt for t in ts[2:])
+            and all(t.is_cpu for t in ts) and _dense_alike(ts))
 
 def _friction_coefs(P, G, friction, weight_decay, decoupled_weight_decay, maximize):
     "(c, mu) for each tensor as a float64 tensor of shape (n, 2)."
@@ -206,7 +211,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #13d78148
+# %% ../nbs/01a_fused.ipynb #8a147875
 def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as tensor code over lists, for torch.compile: `h` = (lr, beta1, beta2, eps, wd) and `ts` = the steps, as tensors."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -253,7 +258,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #5e64e1b8
+# %% ../nbs/01a_fused.ipynb #3e5f6a56
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
@@ -280,9 +285,13 @@ def fused_step(params: list, # parameters (complex ones viewed as real)
     for (device, dtype), (_, idx) in _group_tensors_by_device_and_dtype([params], with_indices=True).items():
         backend = BACKENDS.get(device.type) if friction in _FRICTION_FORM else None
         if backend == 'native' and not _native_ok(): backend = None
-        if backend == 'native' and not all(t.is_contiguous() for L in bufs for t in (L if len(idx) == len(params) else [L[i] for i in idx])):
-            keep = [i for i in idx if _dense_alike([L[i] for L in bufs])]   # route the layouts a flat loop cannot walk
-            rest += sorted(set(idx) - set(keep)); idx = keep
+        if backend == 'native':
+            sel = (lambda L: L) if len(idx) == len(params) else (lambda L: [L[i] for i in idx])
+            sdt = torch.float32 if dtype in _LOW_PRECISION else dtype
+            if not (all(t.is_contiguous() and t.is_cpu for L in bufs for t in sel(L))
+                    and all(g.dtype is dtype for g in sel(grads)) and all(t.dtype is sdt for L in bufs[2:] for t in sel(L))):
+                keep = [i for i in idx if _walkable([L[i] for L in bufs], dtype, sdt)]
+                rest += sorted(set(idx) - set(keep)); idx = keep   # the others go through the foreach path
         if backend is None: rest += idx; continue
         if not idx: continue
         pick = (lambda L: L) if len(idx) == len(params) else (lambda L: [L[i] for i in idx])
