@@ -6,7 +6,7 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #ae004232
+# %% ../nbs/06_train.ipynb #b3baf55b
 import argparse, dataclasses, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -21,7 +21,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .data import DATASETS, DatasetFileError, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #0347acd8
+# %% ../nbs/06_train.ipynb #c3cc0f2a
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -62,7 +62,7 @@ class TrainConfig:
     eval_batch_size: int = _opt(1000, "batch size of the test-set evaluation")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)")
     out_dir: Optional[str] = _opt(None, "run folder for config.json, checkpoint.pt, metrics.jsonl, summary.json and model.pt (unset: runs/<optimizer>_<model>_<activation>_<dataset>_b<batch_size>_lr<lr>[_wd<weight_decay>]_s<seed>)")
-    progress: Optional[bool] = _opt(None, "show a tqdm progress bar (default: only when stderr is a terminal)")
+    progress: Optional[bool] = _opt(None, "tqdm progress bar with loss and accuracy (unset: when stderr is a terminal); unless false, each epoch's metrics are also logged to stderr")
 
     def __post_init__(self):
         def check(ok, name, why):
@@ -96,7 +96,7 @@ class TrainConfig:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #3f8e70df
+# %% ../nbs/06_train.ipynb #9887e862
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -144,7 +144,7 @@ def main(argv=None):
         raise SystemExit(2 if isinstance(e, ConfigError) else 1)
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
-# %% ../nbs/06_train.ipynb #1772f665
+# %% ../nbs/06_train.ipynb #7ae78ca7
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -160,7 +160,7 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #097cf3c0
+# %% ../nbs/06_train.ipynb #1cc15282
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -197,7 +197,7 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     if diff: raise ConfigError("out_dir", str(out), f"it holds a different run: {'; '.join(diff)}. "
                                                      "Use another out_dir, or delete that folder to start again")
 
-# %% ../nbs/06_train.ipynb #7700edda
+# %% ../nbs/06_train.ipynb #b838e751
 def _autocast(device, amp):
     "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
@@ -223,7 +223,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #0d7e8f28
+# %% ../nbs/06_train.ipynb #1a623681
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -353,7 +353,7 @@ def _train(cfg, model, on_step, device, world_size, rank):
         if status == "completed":
             save_checkpoint()
             if rank == 0: _write_metrics(out, run["history"])
-            if rank == 0 and show: tqdm.write(json.dumps(row))
+            if rank == 0 and cfg.progress is not False: tqdm.write(json.dumps(row), file=sys.stderr)   # a log line per epoch
 
     hist = run["history"]
     summary = dict(status=status, epochs_done=len(hist), epochs=cfg.epochs, diverged_at=diverged_at,
@@ -373,7 +373,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #a0c701b3
+# %% ../nbs/06_train.ipynb #51166154
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -413,5 +413,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #ad5b7ae9
+# %% ../nbs/06_train.ipynb #09f2de2b
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)
