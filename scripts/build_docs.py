@@ -54,6 +54,7 @@ MathJax.Hub.Config({
   "HTML-CSS": {availableFonts: [], webFont: "STIX-Web", imageFont: null, preferredFont: null,
     // MathJax 2 declares its blank fallback font as url('about:blank'), which Chromium refuses with a console error
     styles: {"@font-face": {"font-family": "MathJax_Blank", src: "local('MathJax_Blank_Not_Installed')"}}},
+  "fast-preview": {disabled: true},   // one typesetting pass (HTML-CSS), not a preview first
   displayAlign: "center", messageStyle: "none", showMathMenu: false, skipStartupTypeset: true
 });
 </script>
