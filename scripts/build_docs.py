@@ -217,9 +217,10 @@ def page_name(src, fm):
 
 
 def has_math(nb):
-    return any(c.cell_type == 'markdown' and _re_math.search(c.source) for c in nb.cells) or any(
-        _re_math.search(''.join(o.get('data', {}).get('text/markdown', '')))
-        for c in nb.cells for o in c.get('outputs', []))
+    "Does the page have TeX for MathJax (outside code)?"
+    def tex(md): return bool(_re_math.search(re.sub(r'```.*?```|`[^`\n]*`', '', md, flags=re.DOTALL)))
+    return any(c.cell_type == 'markdown' and tex(c.source) for c in nb.cells) or any(
+        tex(''.join(o.get('data', {}).get('text/markdown', ''))) for c in nb.cells for o in c.get('outputs', []))
 
 
 def n_figures(nb):
