@@ -5,16 +5,18 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #f12cd6f6
+# %% ../nbs/01a_fused.ipynb #4539a3b7
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
+from torch.utils._triton import has_triton
 from .friction import FRICTIONS, abs_grad_stats
+from .optim import _multi_tensor_step   # the path for what the kernel cannot walk
 
-# %% ../nbs/01a_fused.ipynb #95b57edb
+# %% ../nbs/01a_fused.ipynb #647c8850
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -98,7 +100,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #a69f1990
+# %% ../nbs/01a_fused.ipynb #ec30d86f
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -148,7 +150,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #7143931e
+# %% ../nbs/01a_fused.ipynb #f74983da
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -211,7 +213,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #8a147875
+# %% ../nbs/01a_fused.ipynb #82f79e28
 def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as tensor code over lists, for torch.compile: `h` = (lr, beta1, beta2, eps, wd) and `ts` = the steps, as tensors."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -258,7 +260,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #3e5f6a56
+# %% ../nbs/01a_fused.ipynb #83330190
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
@@ -276,7 +278,6 @@ def fused_step(params: list, # parameters (complex ones viewed as real)
                *, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
                decoupled_weight_decay: bool, amsgrad: bool, friction: str, maximize: bool):
     "One diffGrad step over lists of tensors, fused into one pass per (backend, device, dtype) group."
-    from diffgrad_nb.optim import _multi_tensor_step
     hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                  decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, friction=friction, maximize=maximize)
     lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
@@ -311,7 +312,6 @@ def check_fused_available(group: dict # a DiffGrad param group with fused=True
             except RuntimeError as e: why.append(str(e))
         elif BACKENDS.get(dev) == 'compile':
             if dev == 'cuda':
-                from torch.utils._triton import has_triton
                 if not has_triton(): why.append('torch.compile needs Triton for CUDA, which is not installed')
         else: why.append(f"no fused step for device {dev!r}")
     if why:
