@@ -6,7 +6,7 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #44df1759
+# %% ../nbs/06_train.ipynb #9737ba57
 import argparse, dataclasses, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -21,7 +21,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .data import DATASETS, DatasetFileError, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #b4260c45
+# %% ../nbs/06_train.ipynb #9cf0d05f
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -96,7 +96,7 @@ class TrainConfig:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #deb22a13
+# %% ../nbs/06_train.ipynb #adb4c307
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -144,7 +144,7 @@ def main(argv=None):
         raise SystemExit(2 if isinstance(e, ConfigError) else 1)
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
-# %% ../nbs/06_train.ipynb #b4971ad2
+# %% ../nbs/06_train.ipynb #70417bb2
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -160,7 +160,7 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #bc40ba64
+# %% ../nbs/06_train.ipynb #fd4a7ce7
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -197,7 +197,7 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     if diff: raise ConfigError("out_dir", str(out), f"it holds a different run: {'; '.join(diff)}. "
                                                      "Use another out_dir, or delete that folder to start again")
 
-# %% ../nbs/06_train.ipynb #ae4bea83
+# %% ../nbs/06_train.ipynb #7d4d9cc2
 def _autocast(device, amp):
     "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
@@ -223,7 +223,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #fe877076
+# %% ../nbs/06_train.ipynb #06198b54
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -375,7 +375,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #c6b77a72
+# %% ../nbs/06_train.ipynb #8fa8a0e8
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -415,5 +415,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #33b29b18
+# %% ../nbs/06_train.ipynb #7bb68a1b
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)
