@@ -6,7 +6,7 @@
 __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'parse_config', 'main', 'resolve_device',
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
-# %% ../nbs/06_train.ipynb #9737ba57
+# %% ../nbs/06_train.ipynb #da06a2f2
 import argparse, dataclasses, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
@@ -21,7 +21,7 @@ from .optim import OPTIMIZERS, make_optimizer
 from .data import DATASETS, DatasetFileError, load_dataset, channel_stats, BatchIterator
 from .models import MODELS, ACTIVATIONS, make_model
 
-# %% ../nbs/06_train.ipynb #9cf0d05f
+# %% ../nbs/06_train.ipynb #118909ae
 class ConfigError(ValueError):
     "A bad `TrainConfig` value: names the field, the value and what is allowed."
     def __init__(self, name, value, why):
@@ -47,7 +47,7 @@ class TrainConfig:
     epochs: int = _opt(100, "number of training epochs")
     batch_size: int = _opt(128, "images per step per process (under torchrun the global batch is batch_size x world size)")
     optimizer: str = _opt("diffgrad", f"optimizer from the paper's registry: {', '.join(OPTIMIZERS)}")
-    lr: float = _opt(1e-3, "learning rate of the first phase")
+    lr: Optional[float] = _opt(1e-3, "learning rate of the first phase (unset: the optimizer's PyTorch default, e.g. 1.0 for adadelta, 1e-2 for adagrad and rmsprop)")
     lr_milestone: float = _opt(0.8, "fraction of the epochs after which the lr is multiplied by lr_gamma (paper: after epoch 80 of 100)")
     lr_gamma: float = _opt(0.1, "lr factor at the milestone")
     weight_decay: float = _opt(0.0, "coupled L2 weight decay passed to the optimizer (the paper gives no value)")
@@ -77,7 +77,7 @@ class TrainConfig:
             v = getattr(self, name)
             check(v is None or (isinstance(v, int) and v >= 1), name, "must be None or an integer >= 1")
         check(isinstance(self.checkpoint_every_steps, int) and self.checkpoint_every_steps >= 0, "checkpoint_every_steps", "must be an integer >= 0")
-        check(math.isfinite(self.lr) and self.lr > 0, "lr", "must be a finite number > 0")
+        check(self.lr is None or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0), "lr", "must be None or a finite number > 0")
         check(0 < self.lr_milestone <= 1, "lr_milestone", "must be a fraction in (0, 1]")
         check(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, "lr_gamma", "must be a finite number > 0")
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
@@ -89,14 +89,14 @@ class TrainConfig:
         "`out_dir`, or a folder under runs/ named after what distinguishes the paper's runs."
         if self.out_dir is not None: return Path(self.out_dir)
         wd = f"_wd{self.weight_decay:g}" if self.weight_decay else ""
-        return Path("runs")/f"{self.optimizer}_{self.model}_{self.activation}_{self.dataset}_b{self.batch_size}_lr{self.lr:g}{wd}_s{self.seed}"
+        return Path("runs")/f"{self.optimizer}_{self.model}_{self.activation}_{self.dataset}_b{self.batch_size}_lr{'default' if self.lr is None else format(self.lr, 'g')}{wd}_s{self.seed}"
 
     @property
     def milestone_epoch(self) -> int:
         "The epoch count after which the lr drops (80 for the paper's 100 epochs)."
         return max(1, round(self.lr_milestone * self.epochs))
 
-# %% ../nbs/06_train.ipynb #adb4c307
+# %% ../nbs/06_train.ipynb #786ef229
 def _field_type(f):
     "The plain type of a config field (Optional[X] -> X) and whether it takes None."
     t = typing.get_type_hints(TrainConfig)[f.name]
@@ -144,7 +144,7 @@ def main(argv=None):
         raise SystemExit(2 if isinstance(e, ConfigError) else 1)
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
-# %% ../nbs/06_train.ipynb #70417bb2
+# %% ../nbs/06_train.ipynb #8efe38c6
 def _dist_info():
     "(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) in a plain process."
     env = os.environ
@@ -160,7 +160,7 @@ def resolve_device(device: str, # "auto", "cpu", "cuda" or "cuda:N"
     if device == "cuda": device = f"cuda:{local_rank}"
     return torch.device(device)
 
-# %% ../nbs/06_train.ipynb #fd4a7ce7
+# %% ../nbs/06_train.ipynb #2dd1a772
 def atomic_save(obj, path: Path):
     "torch.save `obj` to `path` so that a reader (or a crash) sees the old file or the new one, never half of one."
     path = Path(path); tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -197,7 +197,7 @@ def _check_same_run(saved: dict, config: TrainConfig, out: Path):
     if diff: raise ConfigError("out_dir", str(out), f"it holds a different run: {'; '.join(diff)}. "
                                                      "Use another out_dir, or delete that folder to start again")
 
-# %% ../nbs/06_train.ipynb #7d4d9cc2
+# %% ../nbs/06_train.ipynb #915fe93d
 def _autocast(device, amp):
     "bf16 autocast on CUDA when `amp`; a no-op context elsewhere (the CPU trains in float32)"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
@@ -223,7 +223,7 @@ def evaluate(model: nn.Module, # the network (in any mode; evaluated in eval mod
     model.train(was_training)
     return int(counts[0].item()), int(counts[1].item())
 
-# %% ../nbs/06_train.ipynb #06198b54
+# %% ../nbs/06_train.ipynb #1f115c1e
 def _load_data(cfg):
     data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download)
     (xtr, ytr), (xte, yte) = data["train"], data["test"]
@@ -271,7 +271,7 @@ def _train(cfg, model, on_step, device, world_size, rank):
     net = net.to(device)
     if cuda and cfg.channels_last: net = net.to(memory_format=torch.channels_last)
     if world_size > 1 and cuda and cfg.sync_bn: net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    opt = make_optimizer(cfg.optimizer, net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg.optimizer, net.parameters(), weight_decay=cfg.weight_decay, **({} if cfg.lr is None else dict(lr=cfg.lr)))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[cfg.milestone_epoch], gamma=cfg.lr_gamma)
     # With several processes the last, smaller global batch would be split unevenly (or leave a rank empty): drop it.
     batches = BatchIterator(xtr, ytr, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=world_size > 1,
@@ -375,7 +375,7 @@ def _write_metrics(out: Path, history: list):
     "metrics.jsonl: one JSON line per finished epoch, rewritten from the checkpoint's history (so it always agrees with it)."
     _atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
-# %% ../nbs/06_train.ipynb #8fa8a0e8
+# %% ../nbs/06_train.ipynb #a9f838c9
 def measure_throughput(model: str="resnet50", # a name of MODELS
                        batch_sizes=(32, 64, 128), # per-step batch sizes to time
                        steps: int=20, # timed steps per batch size
@@ -415,5 +415,5 @@ def measure_throughput(model: str="resnet50", # a name of MODELS
         del net, opt, fwd
     return rows
 
-# %% ../nbs/06_train.ipynb #7bb68a1b
+# %% ../nbs/06_train.ipynb #3da5498e
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.train (not when this notebook runs)
