@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #4539a3b7
-import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, warnings
+# %% ../nbs/01a_fused.ipynb #bd008c70
+import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, types, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
@@ -16,7 +16,7 @@ from torch.utils._triton import has_triton
 from .friction import FRICTIONS, abs_grad_stats
 from .optim import _multi_tensor_step   # the path for what the kernel cannot walk
 
-# %% ../nbs/01a_fused.ipynb #647c8850
+# %% ../nbs/01a_fused.ipynb #2e83987f
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -100,7 +100,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #ec30d86f
+# %% ../nbs/01a_fused.ipynb #60c69fdd
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -150,7 +150,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #f74983da
+# %% ../nbs/01a_fused.ipynb #afc5c37d
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -213,7 +213,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #82f79e28
+# %% ../nbs/01a_fused.ipynb #d585a865
 def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as tensor code over lists, for torch.compile: `h` = (lr, beta1, beta2, eps, wd) and `ts` = the steps, as tensors."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -235,12 +235,22 @@ def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgra
 
 _COMPILED = {}
 
+def _own_code(fn, tag):
+    "A copy of `fn` with a code object of its own (dynamo's recompile limit counts per code object; closures share one)."
+    code = fn.__code__.replace(co_name=f'{fn.__name__}_{tag}')
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+def _bind(static):
+    def step(P, G, M, V, D, VM, ts, h): return _functional_step(P, G, M, V, D, VM, ts, h, **static)
+    return step
+
 def _compiled_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, **static):
-    "The functional step through torch.compile (inductor: C++/OpenMP on CPU, Triton on CUDA); one compile per layout."
-    key = tuple(sorted(static.items())) + (bool(weight_decay),)
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(functools.partial(_functional_step, weight_decay=bool(weight_decay), **static),
-                                       fullgraph=True, dynamic=False)
+    "The functional step through torch.compile (inductor: C++/OpenMP on CPU, Triton on CUDA); one graph per flags and layout."
+    static['weight_decay'] = bool(weight_decay)
+    layout = tuple((tuple(p.shape), p.dtype, p.device, m.dtype) for p, m in zip(P, M))
+    key = (tuple(sorted(static.items())), layout)
+    if key not in _COMPILED:                                      # each (flags, layout) gets its own code object
+        _COMPILED[key] = torch.compile(_own_code(_bind(static), len(_COMPILED)), fullgraph=True, dynamic=False)
     torch._foreach_add_(S, 1)                                     # the counters stay where they are (CPU or device)
     ts = torch.stack(S).to(P[0].device, torch.float64)            # one transfer for all of them
     h = torch.tensor([lr, beta1, beta2, eps, weight_decay], dtype=torch.float64, device=P[0].device)
@@ -260,7 +270,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #83330190
+# %% ../nbs/01a_fused.ipynb #e446e7c5
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
