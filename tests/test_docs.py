@@ -9,8 +9,8 @@ loaded from outside the site, math typeset by MathJax, and each exported functio
 its `show_doc` entry with its documented parameters. Screenshots of every page go to artefacts/screenshots/.
 Separately, per notebook: nbdev's processing ran every cell it runs (else `nbdev_docs` would stop on it).
 """
-import base64, dataclasses, fcntl, functools, http.server, importlib, importlib.util, inspect, json, subprocess, sys
-import tempfile, threading, urllib.error, urllib.parse, urllib.request
+import base64, dataclasses, fcntl, functools, http.server, importlib, importlib.util, inspect, json, shutil, subprocess
+import sys, tempfile, threading, urllib.error, urllib.parse, urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 import pytest
@@ -36,15 +36,18 @@ def _site_is_current():
 
 
 @pytest.fixture(scope='session')
-def site():
-    "The pages of the built site (building it first if needed; one build even with several pytest workers)."
+def site(tmp_path_factory):
+    "A snapshot of the built site (built first if needed, once even with several pytest workers): its folder and pages."
     (ROOT/'artefacts').mkdir(exist_ok=True)
+    snapshot = tmp_path_factory.mktemp('docs')/'site'
     with open(ROOT/'artefacts'/'.docs-build.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _site_is_current():
             res = subprocess.run([sys.executable, str(BUILD)], cwd=ROOT, capture_output=True, text=True, timeout=900)
             assert res.returncode == 0, f'docs build failed:\n{res.stdout[-4000:]}\n{res.stderr[-8000:]}'
-    return {p['notebook']: p for p in json.loads((DOCS/'site.json').read_text())['pages']}
+        shutil.copytree(DOCS, snapshot)   # a later rebuild (another worker, an edited notebook) cannot change it
+    pages = {p['notebook']: p for p in json.loads((snapshot/'site.json').read_text())['pages']}
+    return snapshot, pages
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -53,8 +56,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope='session')
 def server(site):
-    "Base URL of `_docs/` served on 127.0.0.1 by a server this test starts (and stops)."
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(_QuietHandler, directory=str(DOCS)))
+    "Base URL of the site served on 127.0.0.1 by a server this test starts (and stops)."
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(_QuietHandler, directory=str(site[0])))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f'http://127.0.0.1:{httpd.server_port}/'
     httpd.shutdown(); httpd.server_close()
@@ -129,14 +132,15 @@ def _api(module_name):
 
 
 def test_site_lists_every_notebook(site):
-    assert sorted(site) == NOTEBOOKS, f'site pages {sorted(site)} != notebooks {NOTEBOOKS}'
-    assert site['index.ipynb']['href'] == 'index.html'
+    pages = site[1]
+    assert sorted(pages) == NOTEBOOKS, f'site pages {sorted(pages)} != notebooks {NOTEBOOKS}'
+    assert pages['index.ipynb']['href'] == 'index.html'
 
 
 @pytest.mark.parametrize('nb', NOTEBOOKS)
 def test_nbdev_processing(nb, site):
     "nbdev's processing ran every cell it runs (so `nbdev_docs` with Quarto does not stop on this notebook)."
-    failed = site[nb]['failed_cells']
+    failed = site[1][nb]['failed_cells']
     assert not failed, (f'{nb}: nbdev_docs stops on these cells: nbdev runs every cell that contains an import (without '
                         'the cells before it) to build the show_doc entries. Keep imports in cells of their own '
                         '(nbdev FAQ).\n' + '\n'.join(f'cell {f["cell"]}: {f["error"]}\n{f["code"]}' for f in failed))
@@ -144,7 +148,8 @@ def test_nbdev_processing(nb, site):
 
 @pytest.mark.parametrize('nb', NOTEBOOKS)
 def test_page(nb, site, server, browser):
-    page = site[nb]
+    pages = site[1]
+    page = pages[nb]
     url = urllib.parse.urljoin(server, page['href'])
     browser.get_log('browser')                                  # drop what earlier pages logged
     browser.get(url)
@@ -186,7 +191,7 @@ def test_page(nb, site, server, browser):
         elif frag and not {frag, urllib.parse.unquote(frag)} & _ids(target): bad.append(f'{h}: no id {frag!r} on the page')
     assert not bad, f'{url}: broken internal links:\n' + '\n'.join(bad)
     nav = browser.execute_script('return Array.from(document.querySelectorAll("nav.site-sidebar a")).map(a => a.href)')
-    assert sorted(urllib.parse.urljoin(server, p['href']) for p in site.values()) == sorted(nav), 'sidebar must link every page'
+    assert sorted(urllib.parse.urljoin(server, p['href']) for p in pages.values()) == sorted(nav), 'sidebar must link every page'
 
     # API: each exported public function/class has a docstring and a show_doc entry listing its parameters
     missing = []
