@@ -9,7 +9,7 @@ float additions differs. BatchNorm would differ for a real reason (each rank nor
 the exact comparison uses a network without BatchNorm, passed to `train(config, model=...)`; the same torchrun
 also runs the `diffgrad_train` command line on the small ResNet (with BatchNorm) and checks that it completes with
 both ranks in its checkpoint, and a 2-rank run interrupted on every rank and resumed ends bit-identical to the
-uninterrupted one. About 40 s on a 2-core machine."""
+uninterrupted one. 20-55 s on the shared 2-core dev machine."""
 import json, os, subprocess, sys
 from pathlib import Path
 import torch, torch.nn as nn

@@ -1,8 +1,8 @@
 """Kill a `diffgrad_train` run with SIGKILL in the middle of training, run the same command again, and check that it
 ends with the weights, optimizer state and metrics of a run that was never interrupted, bit for bit.
 
-CPU, small CIFAR ResNet on the fake data set, with augmentation, a checkpoint every 2 steps: about 30 s on a 2-core
-machine. OMP_NUM_THREADS=1 keeps every CPU kernel's summation order the same between the processes."""
+CPU, small CIFAR ResNet on the fake data set, with augmentation, a checkpoint every 2 steps: 30-60 s on the
+shared 2-core dev machine, mostly the start-up of three Python processes. OMP_NUM_THREADS=1 keeps every CPU kernel's summation order the same between the processes."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import torch
