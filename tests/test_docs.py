@@ -131,6 +131,13 @@ def _api(module_name):
     return res
 
 
+def _own_doc(obj):
+    "The docstring `obj` itself has (not one inherited, nor the signature a dataclass makes up)."
+    doc = obj.__dict__.get('__doc__') if inspect.isclass(obj) else obj.__doc__
+    if dataclasses.is_dataclass(obj) and doc and doc.startswith(obj.__name__ + '('): doc = None
+    return (doc or '').strip()
+
+
 def test_site_lists_every_notebook(site):
     pages = site[1]
     assert sorted(pages) == NOTEBOOKS, f'site pages {sorted(pages)} != notebooks {NOTEBOOKS}'
@@ -163,6 +170,14 @@ def test_page(nb, site, server, browser):
         lambda d: d.execute_script('return document.documentElement.getAttribute("data-mathjax")') == 'done',
         f'{url}: MathJax did not finish typesetting')
     math = browser.execute_script(_MATH_JS)
+
+    # screenshot of the whole page, for people to look at (taken before the checks, so failing pages have one too)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = min(browser.execute_script('return document.documentElement.scrollHeight'), 16000)
+    shot = browser.execute_cdp_cmd('Page.captureScreenshot', {'format': 'png', 'captureBeyondViewport': True,
+                                   'clip': {'x': 0, 'y': 0, 'width': 1280, 'height': height, 'scale': 1}})
+    (SHOTS/(Path(page['href']).stem + '.png')).write_bytes(base64.b64decode(shot['data']))
+
     assert not math['errors'], f'{url}: TeX errors {math["errors"]}'
     if page['math']:
         assert math['jax'] > 0 and math['rendered'] > 0, f'{url} has math but MathJax rendered none: {math}'
@@ -197,7 +212,7 @@ def test_page(nb, site, server, browser):
     missing = []
     if page['module']:
         for name, (obj, params) in _api(page['module']).items():
-            if not (inspect.getdoc(obj) or '').strip(): missing.append(f'{name}: no docstring')
+            if not _own_doc(obj): missing.append(f'{name}: no docstring')
             entry = browser.execute_script(_SHOWDOC_JS, name.lower())
             if not entry or entry['tag'] != 'H3': missing.append(f'{name}: no show_doc entry (#{name.lower()})'); continue
             for p, d in params.items():
@@ -211,10 +226,3 @@ def test_page(nb, site, server, browser):
     # console: no error logged while the page loaded and rendered
     errors = [e['message'] for e in browser.get_log('browser') if e['level'] == 'SEVERE']
     assert not errors, f'{url}: console errors:\n' + '\n'.join(errors)
-
-    # screenshot of the whole page, for people to look at
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    height = min(browser.execute_script('return document.documentElement.scrollHeight'), 16000)
-    shot = browser.execute_cdp_cmd('Page.captureScreenshot', {'format': 'png', 'captureBeyondViewport': True,
-                                   'clip': {'x': 0, 'y': 0, 'width': 1280, 'height': height, 'scale': 1}})
-    (SHOTS/(Path(page['href']).stem + '.png')).write_bytes(base64.b64decode(shot['data']))
