@@ -109,10 +109,8 @@ return {jax: MathJax.Hub.getAllJax().length,
 """
 
 _SHOWDOC_JS = """
-const h = document.getElementById(arguments[0]);
-if (!h) return null;
-const out = h.closest('.jp-OutputArea-output') || h.parentElement;
-return {tag: h.tagName, text: out.innerText};
+const h = Array.from(document.querySelectorAll('h3')).find(h => h.id === arguments[0] && h.closest('.jp-OutputArea-output'));
+return h ? {tag: h.tagName, text: h.closest('.jp-OutputArea-output').innerText} : null;
 """
 
 
