@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #bd008c70
+# %% ../nbs/01a_fused.ipynb #d139366e
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, types, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,17 +16,19 @@ from torch.utils._triton import has_triton
 from .friction import FRICTIONS, abs_grad_stats
 from .optim import _multi_tensor_step   # the path for what the kernel cannot walk
 
-# %% ../nbs/01a_fused.ipynb #2e83987f
+# %% ../nbs/01a_fused.ipynb #55eec2b3
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <omp.h>
+#ifdef DG_VECTOR_MATH  /* glibc's libmvec has vector expf/exp: let the vectoriser call them */
 #pragma omp declare simd notinbranch
 extern float expf(float);
 #pragma omp declare simd notinbranch
 extern double exp(double);
+#endif
 
 enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kind in bits 4-5 */
 #define MAXV(a, b) ((a) > (b) ? (a) : (b))
@@ -100,9 +102,9 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #60c69fdd
+# %% ../nbs/01a_fused.ipynb #4080416b
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
-    (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lmvec', '-lm']),
+    (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', '-DDG_VECTOR_MATH'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
 ]
 
@@ -150,7 +152,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #afc5c37d
+# %% ../nbs/01a_fused.ipynb #584061a0
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -213,7 +215,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #d585a865
+# %% ../nbs/01a_fused.ipynb #dfef373b
 def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as tensor code over lists, for torch.compile: `h` = (lr, beta1, beta2, eps, wd) and `ts` = the steps, as tensors."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -270,7 +272,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #e446e7c5
+# %% ../nbs/01a_fused.ipynb #e44d25e3
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
