@@ -90,7 +90,7 @@ def run_case(name, shapes, args):
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     adam_fe, adam_fu = med['Adam (foreach=True)'], med['Adam (fused=True)']
-    print(f"\n### {name}: {len(shapes)} tensors, {n / 1e6:.1f} M elements ({dev}, {torch.get_num_threads()} threads)\n")
+    print(f"\n### {name}: {len(shapes)} tensor{'s' if len(shapes) > 1 else ''}, {n / 1e6:.1f} M elements ({dev}, {torch.get_num_threads()} threads)\n")
     best = {k: min(v) * 1e3 for k, v in times.items()}
     print("| optimizer | median (ms) | × Adam(foreach) | × Adam(fused) | × floor | best (ms) | × floor, best | first step (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
-# %% ../nbs/01a_fused.ipynb #d139366e
+# %% ../nbs/01a_fused.ipynb #0649225b
 import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, types, warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +16,7 @@ from torch.utils._triton import has_triton
 from .friction import FRICTIONS, abs_grad_stats
 from .optim import _multi_tensor_step   # the path for what the kernel cannot walk
 
-# %% ../nbs/01a_fused.ipynb #55eec2b3
+# %% ../nbs/01a_fused.ipynb #e3b18b3c
 _C_SOURCE = r"""
 /* diffGrad's whole step in one pass per element: reads p, g, m, v, prev (and vmax), writes them back. */
 #include <math.h>
@@ -102,7 +102,7 @@ DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
-# %% ../nbs/01a_fused.ipynb #4080416b
+# %% ../nbs/01a_fused.ipynb #90b5a3f2
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', '-DDG_VECTOR_MATH'], ['-lmvec', '-lm']),
     (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
@@ -152,7 +152,7 @@ def native_lib():
     _LIB_ERROR = 'cannot build the fused DiffGrad kernel: ' + ' | '.join(errors)
     raise RuntimeError(_LIB_ERROR)
 
-# %% ../nbs/01a_fused.ipynb #584061a0
+# %% ../nbs/01a_fused.ipynb #8c93f995
 # friction name -> (kind, fa, fb, c): xi = fa * sigmoid(c * |dg| - mu) + fb (kind 1) or without the abs (kind 2);
 # c = None: per-tensor c and mu from the statistics of |g| (DFC3-5)
 _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1': (2, 1.0, 0.0, 1.0),
@@ -215,7 +215,7 @@ def _native_step(P, G, M, V, D, VM, S, *, lr, beta1, beta2, eps, weight_decay, d
     if S is not S_orig: torch._foreach_copy_(S_orig, S)
     if P is not P_orig: torch._foreach_copy_(P_orig, P)
 
-# %% ../nbs/01a_fused.ipynb #dfef373b
+# %% ../nbs/01a_fused.ipynb #fd37a67f
 def _functional_step(P, G, M, V, D, VM, ts, h, *, decoupled_weight_decay, amsgrad, friction, maximize, weight_decay):
     "The step as tensor code over lists, for torch.compile: `h` = (lr, beta1, beta2, eps, wd) and `ts` = the steps, as tensors."
     lr, b1, b2, eps, wd = h[0], h[1], h[2], h[3], h[4]
@@ -272,7 +272,7 @@ def use_backend(device_type: str, # 'cpu' or 'cuda'
     try: yield
     finally: BACKENDS[device_type] = old
 
-# %% ../nbs/01a_fused.ipynb #e44d25e3
+# %% ../nbs/01a_fused.ipynb #713c3f38
 def _native_ok():
     "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
     if _LIB is not None: return True
