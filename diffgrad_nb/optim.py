@@ -84,6 +84,16 @@ class DiffGrad(torch.optim.Optimizer):
         group['friction'] = group['friction'].lower()
         if group['fused']: _check_fused_available(group)
 
+    def load_state_dict(self, state_dict):
+        "Load a saved state; low-precision params get their float32 state back exactly (torch would cast it)."
+        saved_ids = [i for g in state_dict['param_groups'] for i in g['params']]
+        saved = dict(state_dict['state'])
+        super().load_state_dict(state_dict)
+        for i, p in zip(saved_ids, (p for g in self.param_groups for p in g['params'])):
+            if p.dtype in _LOW_PRECISION and i in saved:
+                for k, v in saved[i].items():
+                    if k != 'step' and torch.is_tensor(v): self.state[p][k] = v.to(p.device, torch.float32, copy=True)
+
     def __setstate__(self, state):
         super().__setstate__(state)
         for g in self.param_groups:
@@ -163,8 +173,8 @@ def _single_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_ex
         if p is not p_orig: p_orig.copy_(p)
 
 # %% ../nbs/01_optim.ipynb #8963d48a
-CHUNK = 32_768    # elements of one flat piece of a large tensor (CPU)
-BLOCK = 131_072   # elements run through all the kernels of a step together: a block's buffers stay in L2 cache
+CHUNK = 16_384    # elements of one flat piece of a large tensor (CPU): below torch's parallel grain (32,768), so serial
+BLOCK = 65_536    # elements run through all the kernels of a step together: a block's buffers stay in L2 cache
 
 def _group_by_device_dtype(params):
     "Indices of `params` grouped by (device, dtype), so that each group can go through foreach kernels."
