@@ -4,20 +4,21 @@
 
 # %% auto #0
 __all__ = ['PAPER_COLUMNS', 'PAPER_TABLES', 'PROTOCOL', 'TABLE1_OPTIMIZERS', 'TABLE2_VARIANTS', 'TABLE3_ACTIVATIONS', 'STUDY',
-           'QUICK', 'SMOKE', 'GRIDS', 'PRESETS', 'RUN_FOLDERS', 'SCALES', 'Cell', 'table1_grid', 'table2_grid',
-           'table3_grid', 'fmnist_grid', 'make_grid', 'cell_dir', 'placed', 'cell_status', 'parse_shard', 'shard',
-           'config_args', 'run_cell', 'sweep', 'grid_parser', 'grid_from_args', 'sweep_main', 'load_results',
-           'summarize', 'table_vs_paper', 't975', 'compare_to', 'compare_markdown', 'plot_curves', 'results_csv',
-           'write_report', 'run_synthetic_part', 'main_parser', 'main']
+           'QUICK', 'SMOKE', 'LONG', 'FULL', 'GRIDS', 'PRESETS', 'RUN_FOLDERS', 'SCALES', 'Cell', 'table1_grid',
+           'table2_grid', 'table3_grid', 'fmnist_grid', 'fmnist_long_grid', 'fmnist_full_grid', 'make_grid', 'cell_dir',
+           'placed', 'cell_status', 'parse_shard', 'shard', 'config_args', 'run_cell', 'sweep', 'grid_parser',
+           'grid_from_args', 'sweep_main', 'load_results', 'summarize', 'table_vs_paper', 't975', 'compare_to',
+           'compare_markdown', 'plot_curves', 'results_csv', 'write_report', 'friction_stats', 'run_synthetic_part',
+           'main_parser', 'main']
 
-# %% ../nbs/07_experiments.ipynb #9174c72e
+# %% ../nbs/07_experiments.ipynb #5a077834
 import argparse, json, math, os, socket, subprocess, sys, time, typing
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 from typing import Optional
 from .train import TrainConfig, ConfigError, train, _field_type
 
-# %% ../nbs/07_experiments.ipynb #7a25465a
+# %% ../nbs/07_experiments.ipynb #872b7fa0
 #: The paper's results (validation accuracy, %), PAPER.md section 4. Columns are (data set, batch size).
 PAPER_COLUMNS = [(d, b) for d in ("cifar10", "cifar100") for b in (32, 64, 128)]
 _T1 = {"sgdm": [92.95, 92.07, 90.15, 73.3, 70.37, 67.25], "adagrad": [92.04, 92.01, 91.3, 71.01, 70.8, 68.38],
@@ -33,7 +34,7 @@ PAPER_TABLES = {"table1": {r: dict(zip(PAPER_COLUMNS, v)) for r, v in _T1.items(
                 "table2": {r: dict(zip(PAPER_COLUMNS, v)) for r, v in _T2.items()},
                 "table3": {r: dict(zip(PAPER_COLUMNS[:3], v)) for r, v in _T3.items()}}
 
-# %% ../nbs/07_experiments.ipynb #bfe85d4f
+# %% ../nbs/07_experiments.ipynb #cc0b7992
 #: Every protocol choice the paper leaves open (PAPER.md section 4), as the grids' explicit defaults.
 PROTOCOL = dict(
     lr=1e-3,            # "a learning rate of 1e-3 for the first 80 epochs and 1e-4 for the last 20" (all optimizers but AdaDelta, below)
@@ -48,7 +49,7 @@ TABLE1_OPTIMIZERS = ("sgdm", "adagrad", "adadelta", "rmsprop", "amsgrad", "adam"
 TABLE2_VARIANTS = ("diffgrad", "diffgrad1", "diffgrad2", "diffgrad3", "diffgrad4", "diffgrad5")
 TABLE3_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu")
 
-# %% ../nbs/07_experiments.ipynb #3890d469
+# %% ../nbs/07_experiments.ipynb #95df9354
 @dataclass
 class Cell:
     "One run of a grid: the row and data set of the table it fills, and the `TrainConfig` that runs it."
@@ -87,7 +88,7 @@ def _check_seeds(seeds):
 
 def _lr(opt, lr, adadelta_lr): return adadelta_lr if opt == "adadelta" else lr
 
-# %% ../nbs/07_experiments.ipynb #13dd58d9
+# %% ../nbs/07_experiments.ipynb #8ecfac97
 def table1_grid(seeds=PROTOCOL["seeds"], # seeds per cell
                 batch_sizes=(32, 64, 128), # the paper's batch sizes
                 datasets=("cifar10", "cifar100"), # the paper's data sets
@@ -114,12 +115,12 @@ def table3_grid(seeds=PROTOCOL["seeds"], batch_sizes=(32, 64, 128), datasets=("c
     return _cells("table3", [(a, d, dict(optimizer="diffgrad", activation=a, batch_size=b, lr=lr))
                              for d in datasets for b in batch_sizes for a in activations], _check_seeds(seeds), overrides)
 
-# %% ../nbs/07_experiments.ipynb #1477b7a5
+# %% ../nbs/07_experiments.ipynb #4a9a6a11
 #: The committed CPU study: small ResNet, the first 6,000 Fashion-MNIST training images, the first 2,000 test images,
 #: 3 epochs of batch 128 (the lr drops 10x for the third: 80% of 3 epochs rounds to 2).
 STUDY = dict(model="small", train_limit=6000, test_limit=2000, epochs=3, batch_size=128)
 #: The main command's default: the same study, small enough for about ten minutes on 2 CPU cores.
-QUICK = dict(STUDY, train_limit=2000, test_limit=1000)
+QUICK = dict(STUDY, train_limit=3000, test_limit=1000)
 #: Tiny cells on fake data: checks that a grid runs end to end in seconds (not a result).
 SMOKE = dict(model="small", dataset="fake", epochs=2, max_steps_per_epoch=2, train_limit=128, test_limit=64,
              eval_batch_size=64)
@@ -127,23 +128,41 @@ SMOKE = dict(model="small", dataset="fake", epochs=2, max_steps_per_epoch=2, tra
 def fmnist_grid(seeds=(0, 1, 2), # at least 3 seeds: differences are judged against the seed noise
                 lr: float=PROTOCOL["lr"], adadelta_lr: float=PROTOCOL["adadelta_lr"],
                 literal_adadelta: bool=True, # also AdaDelta at the literal lr 1e-3 (after all other cells)
+                rows=None, # keep only these row labels (default: all)
+                grid: str="fmnist", # the grid's name (its run folder)
                 **overrides, # TrainConfig fields; default STUDY (pass QUICK or SMOKE, or single fields)
                ) -> list:
     "The real-data CPU study: every Table I optimizer, the Table II variants and Adam at lr/2 on Fashion-MNIST."
     seeds = _check_seeds(seeds)
     ov = {**STUDY, **overrides}
     bs = ov.pop("batch_size")
-    rows = [(o, dict(optimizer=o, lr=_lr(o, lr, adadelta_lr))) for o in TABLE1_OPTIMIZERS + TABLE2_VARIANTS[1:]]
-    rows.append(("adam_lr/2", dict(optimizer="adam", lr=lr / 2)))
-    cells = _cells("fmnist", [(r, "fashion_mnist", dict(kw, batch_size=bs)) for r, kw in rows], seeds, ov)
-    if literal_adadelta:
-        cells += _cells("fmnist", [("adadelta_lr1e-3", "fashion_mnist", dict(optimizer="adadelta", lr=1e-3, batch_size=bs))], seeds, ov)
-    return cells
+    specs = [(o, dict(optimizer=o, lr=_lr(o, lr, adadelta_lr))) for o in TABLE1_OPTIMIZERS + TABLE2_VARIANTS[1:]]
+    specs.append(("adam_lr/2", dict(optimizer="adam", lr=lr / 2)))
+    extra = [("adadelta_lr1e-3", dict(optimizer="adadelta", lr=1e-3))] if literal_adadelta else []
+    known = [r for r, _ in specs + extra]
+    if rows is not None and not set(rows) <= set(known): raise ValueError(f"rows={rows!r}: expected labels among {known}")
+    keep = lambda sp: [(r, "fashion_mnist", dict(kw, batch_size=bs)) for r, kw in sp if rows is None or r in rows]
+    return _cells(grid, keep(specs), seeds, ov) + (_cells(grid, keep(extra), seeds, ov) if keep(extra) else [])
 
-GRIDS = {"table1": table1_grid, "table2": table2_grid, "table3": table3_grid, "fmnist": fmnist_grid}
+#: The longer run of the rows that decide the paper's claim: twice the data (12,000 images), 4 epochs (lr / 10 for the 4th).
+LONG = dict(STUDY, train_limit=12000, epochs=4)
+
+def fmnist_long_grid(seeds=(0, 1, 2), **overrides) -> list:
+    "Adam, diffGrad and Adam at lr/2 on Fashion-MNIST at 2.7x the study's training budget (default LONG)."
+    return fmnist_grid(seeds, rows=("adam", "diffgrad", "adam_lr/2"), literal_adadelta=False, grid="fmnist_long", **{**LONG, **overrides})
+
+#: All of Fashion-MNIST (60,000 training, 10,000 test images), 4 epochs (lr / 10 for the 4th): 13x the study's budget.
+FULL = dict(STUDY, train_limit=None, test_limit=None, epochs=4)
+
+def fmnist_full_grid(seeds=(0, 1, 2), **overrides) -> list:
+    "Adam, diffGrad and Adam at lr/2 on all of Fashion-MNIST, 4 epochs (default FULL)."
+    return fmnist_grid(seeds, rows=("adam", "diffgrad", "adam_lr/2"), literal_adadelta=False, grid="fmnist_full", **{**FULL, **overrides})
+
+GRIDS = {"table1": table1_grid, "table2": table2_grid, "table3": table3_grid, "fmnist": fmnist_grid,
+         "fmnist_long": fmnist_long_grid, "fmnist_full": fmnist_full_grid}
 PRESETS = {"paper": {}, "study": STUDY, "quick": QUICK, "smoke": SMOKE}
 
-# %% ../nbs/07_experiments.ipynb #af3a6d67
+# %% ../nbs/07_experiments.ipynb #15d93f38
 def make_grid(grid: str, # a name of GRIDS: table1, table2, table3, fmnist
               preset: Optional[str]=None, # a name of PRESETS applied to every cell (paper, study, quick, smoke)
               **kwargs, # the grid function's arguments (seeds, batch_sizes, ...) and TrainConfig overrides
@@ -183,7 +202,7 @@ def shard(cells: list, i: int, n: int) -> list:
     parse_shard(f"{i}/{n}")
     return cells[i::n]
 
-# %% ../nbs/07_experiments.ipynb #0a0f24ac
+# %% ../nbs/07_experiments.ipynb #e2937a67
 def config_args(config: TrainConfig) -> list:
     "`diffgrad_train` command-line arguments that reproduce `config` (for torchrun, or to rerun a cell by hand)."
     args = []
@@ -245,7 +264,7 @@ def sweep(cells: list, root, # the grid's cells and the root folder of the runs
         finally: lock.unlink(missing_ok=True)
     return rows
 
-# %% ../nbs/07_experiments.ipynb #fbabc7a5
+# %% ../nbs/07_experiments.ipynb #5403621d
 def _parse_set(items) -> dict:
     "--set field=value pairs -> TrainConfig overrides, each value parsed with the field's type."
     kinds = {f.name: _field_type(f) for f in fields(TrainConfig)}
@@ -304,10 +323,10 @@ def sweep_main(argv=None):
     if a.dry_run: print(f"{len(rows)} cells in shard {a.shard} of grid {a.grid} ({len(cells)} in the grid)")
     if a.report: print("wrote", write_report({a.grid: cells}, a.root, a.report))
 
-# %% ../nbs/07_experiments.ipynb #643aaf59
+# %% ../nbs/07_experiments.ipynb #c93c6c5b
 if __name__ == "__main__" and "__file__" in globals(): sweep_main()   # python -m diffgrad_nb.experiments (not when this notebook runs)
 
-# %% ../nbs/07_experiments.ipynb #7c24852f
+# %% ../nbs/07_experiments.ipynb #396d37b7
 def load_results(cells: list, root) -> list:
     "One dict per cell: labels, status and (when finished) final/best test accuracy in % and the per-epoch curve."
     out = []
@@ -339,7 +358,7 @@ def summarize(results: list) -> dict:
 def _diff(s, p): return f"{s['mean'] - p:+.2f}" if s and p is not None else "—"
 def _pm(s): return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}"
 
-# %% ../nbs/07_experiments.ipynb #da96fa94
+# %% ../nbs/07_experiments.ipynb #3a85c357
 def table_vs_paper(results: list, paper: dict) -> str:
     "Markdown: our final accuracy (mean ± std over seeds, n) beside the paper's, and the difference, for every cell of the table."
     summ = summarize(results)
@@ -388,31 +407,34 @@ def compare_markdown(rows: list, reference: str="adam") -> str:
         lines.append(f"| {r['row']} | {r['dataset']} | {r['batch_size']} | {acc} | {r['n']} | {dd} | {r['verdict']} |")
     return "\n".join(lines)
 
-# %% ../nbs/07_experiments.ipynb #a97be8e0
+# %% ../nbs/07_experiments.ipynb #747ed873
 def plot_curves(results: list, title: str="", # the results of one grid and the figure's title
                 rows=None, # rows to draw (default: all)
                ):
     "Test accuracy per epoch (mean over the seeds that reached that epoch), one panel per (data set, batch size)."
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     cols = sorted({(r["dataset"], r["batch_size"]) for r in results})
-    fig, axes = plt.subplots(1, len(cols), figsize=(5*len(cols), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.5*len(cols) + 2, 3.6), squeeze=False)
+    labels = rows or list(dict.fromkeys(r["row"] for r in results))
+    colors = {lab: plt.cm.tab20(i % 20) for i, lab in enumerate(labels)}
     for ax, (d, b) in zip(axes[0], cols):
-        labels = rows or list(dict.fromkeys(r["row"] for r in results))
         for lab in labels:
             curves = [r["curve"] for r in results if r["row"] == lab and (r["dataset"], r["batch_size"]) == (d, b) and r["curve"]]
             if not curves: continue
             n = max(len(c) for c in curves)
             mean = [sum(c[e] for c in curves if len(c) > e)/sum(len(c) > e for c in curves) for e in range(n)]
-            ax.plot(range(1, n + 1), mean, marker="o", ms=3, label=f"{lab} ({len(curves)})",
-                    lw=2.2 if lab.startswith("diffgrad") and lab == "diffgrad" else 1.2)
+            ax.plot(range(1, n + 1), mean, marker="o", ms=3, label=f"{lab} ({len(curves)})", color=colors[lab],
+                    lw=2.4 if lab == "diffgrad" else 1.2, ls="--" if lab.startswith("adam") else "-")
         ax.set(title=f"{d}, batch {b}", xlabel="epoch", ylabel="test accuracy (%)")
-        ax.grid(alpha=.3)
-    axes[0][-1].legend(fontsize=7, ncol=2, loc="lower right", title="row (seeds)", title_fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True)); ax.grid(alpha=.3)
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), title="row (seeds)", title_fontsize=7)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_experiments.ipynb #0306d414
+# %% ../nbs/07_experiments.ipynb #a3a6fbde
 def results_csv(results: list) -> str:
     "One CSV line per cell (labels, status, final/best accuracy %, epochs, seconds)."
     keys = ["grid", "row", "dataset", "batch_size", "seed", "status", "final_acc", "best_acc", "epochs_done", "time_s", "name"]
@@ -448,7 +470,41 @@ def write_report(grids: dict, # {grid name: its cells}
     (out/"report.md").write_text("\n".join(md))
     return out/"report.md"
 
-# %% ../nbs/07_experiments.ipynb #2f8377f8
+# %% ../nbs/07_experiments.ipynb #5fac6d3f
+def friction_stats(config: TrainConfig, # model, data set (and train_limit), batch size, optimizer, lr, seed of the run to probe
+                   steps: int=60, # optimizer steps to take
+                  ) -> list:
+    "Train like `config` for `steps` steps and record, from the 2nd step on, diffGrad's friction xi = 1/(1+exp(-|g_{t-1} - g_t|)) over every parameter element."
+    import torch, torch.nn.functional as F
+    from diffgrad_nb.data import load_dataset, channel_stats, BatchIterator
+    from diffgrad_nb.models import make_model
+    from diffgrad_nb.optim import make_optimizer
+    if not isinstance(steps, int) or steps < 2: raise ValueError(f"steps={steps!r}: expected an integer >= 2")
+    torch.manual_seed(config.seed)
+    d = load_dataset(config.dataset, root=config.data_root)
+    x, y = d["train"]
+    if config.train_limit: x, y = x[:config.train_limit], y[:config.train_limit]
+    net = make_model(config.model, d["num_classes"], activation=config.activation, in_channels=x.shape[1])
+    opt = make_optimizer(config.optimizer, net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    it = BatchIterator(x, y, config.batch_size, shuffle=True, seed=config.seed, augment=config.augment)
+    prev, rows, t, epoch = None, [], 0, 0
+    while t < steps:
+        it.set_epoch(epoch); epoch += 1
+        for xb, yb in it:
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad(set_to_none=True); loss.backward()
+            g = torch.cat([p.grad.flatten() for p in net.parameters()])
+            if prev is not None:
+                dg = (prev - g).abs(); xi = torch.sigmoid(dg)
+                q = torch.quantile(xi, torch.tensor([0.5, 0.99]))
+                rows.append(dict(step=t + 1, loss=loss.item(), mean_abs_grad=g.abs().mean().item(), mean_abs_dg=dg.mean().item(),
+                                 xi_mean=xi.mean().item(), xi_median=q[0].item(), xi_p99=q[1].item(), xi_max=xi.max().item(),
+                                 frac_xi_above_0_6=(xi > 0.6).float().mean().item()))
+            prev = g; opt.step(); t += 1
+            if t >= steps: break
+    return rows
+
+# %% ../nbs/07_experiments.ipynb #6a67c3df
 #: what each scale of the main command runs: grids, preset, whether the synthetic experiment uses its full grid
 SCALES = {
     "smoke": dict(grids=("fmnist",), preset="smoke", synthetic="smoke"),   # seconds: checks the pipeline, no result
@@ -476,6 +532,7 @@ def run_synthetic_part(out: Path, mode: str, log=print):
     return d
 
 def main_parser() -> argparse.ArgumentParser:
+    "The `diffgrad_main` command line."
     p = argparse.ArgumentParser(prog="diffgrad_main", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="The project's main job: the synthetic experiment and a Fashion-MNIST study of every optimizer of the paper "
                     "(or, with --scale paper, the paper's Tables I-III on CIFAR), then a report with tables and figures. "
