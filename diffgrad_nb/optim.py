@@ -203,15 +203,16 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
         computed = [_as_compute(params[i], grads[i]) for i in idx]   # float32 copies for low-precision params
         S = [steps[i] for i in idx]
         torch._foreach_add_(S, 1)
-        on_cpu = P_orig[0].device.type == 'cpu'
-        chunk = CHUNK if on_cpu and friction in ELEMENTWISE_FRICTIONS else None
+        # cache blocking only where kernels run on one thread (see above); elsewhere one block of whole tensors
+        blocked = P_orig[0].device.type == 'cpu' and torch.get_num_threads() == 1
+        chunk = CHUNK if blocked and friction in ELEMENTWISE_FRICTIONS else None
         rows = []   # (p, g, m, v, prev[, vmax], step_size, bc2_sqrt) for every piece of every tensor
         for (p, g), i, s in zip(computed, idx, S):
             t = s.item()
             scal = (-lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t))
             bufs = [p, g, exp_avgs[i], exp_avg_sqs[i], prev_grads[i]] + ([max_exp_avg_sqs[i]] if amsgrad else [])
             rows += [(*piece, *scal) for piece in _pieces(bufs, chunk)]
-        for b in _blocks(rows, BLOCK if on_cpu else math.inf):
+        for b in _blocks(rows, BLOCK if blocked else math.inf):
             _foreach_block(*b[:5], b[5] if amsgrad else None, step_sizes=b[-2], bc2_sqrts=b[-1], lr=lr, beta1=beta1,
                            beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                            friction=friction, maximize=maximize)
