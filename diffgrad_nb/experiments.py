@@ -11,14 +11,14 @@ __all__ = ['PAPER_COLUMNS', 'PAPER_TABLES', 'PROTOCOL', 'TABLE1_OPTIMIZERS', 'TA
            'compare_markdown', 'plot_curves', 'results_csv', 'write_report', 'friction_stats', 'run_synthetic_part',
            'main_parser', 'main']
 
-# %% ../nbs/07_experiments.ipynb #5a077834
+# %% ../nbs/07_experiments.ipynb #dc2ca08d
 import argparse, json, math, os, socket, subprocess, sys, time, typing
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 from typing import Optional
 from .train import TrainConfig, ConfigError, train, _field_type
 
-# %% ../nbs/07_experiments.ipynb #872b7fa0
+# %% ../nbs/07_experiments.ipynb #c19a98ea
 #: The paper's results (validation accuracy, %), PAPER.md section 4. Columns are (data set, batch size).
 PAPER_COLUMNS = [(d, b) for d in ("cifar10", "cifar100") for b in (32, 64, 128)]
 _T1 = {"sgdm": [92.95, 92.07, 90.15, 73.3, 70.37, 67.25], "adagrad": [92.04, 92.01, 91.3, 71.01, 70.8, 68.38],
@@ -34,7 +34,7 @@ PAPER_TABLES = {"table1": {r: dict(zip(PAPER_COLUMNS, v)) for r, v in _T1.items(
                 "table2": {r: dict(zip(PAPER_COLUMNS, v)) for r, v in _T2.items()},
                 "table3": {r: dict(zip(PAPER_COLUMNS[:3], v)) for r, v in _T3.items()}}
 
-# %% ../nbs/07_experiments.ipynb #cc0b7992
+# %% ../nbs/07_experiments.ipynb #477dbd0f
 #: Every protocol choice the paper leaves open (PAPER.md section 4), as the grids' explicit defaults.
 PROTOCOL = dict(
     lr=1e-3,            # "a learning rate of 1e-3 for the first 80 epochs and 1e-4 for the last 20" (all optimizers but AdaDelta, below)
@@ -49,7 +49,7 @@ TABLE1_OPTIMIZERS = ("sgdm", "adagrad", "adadelta", "rmsprop", "amsgrad", "adam"
 TABLE2_VARIANTS = ("diffgrad", "diffgrad1", "diffgrad2", "diffgrad3", "diffgrad4", "diffgrad5")
 TABLE3_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu")
 
-# %% ../nbs/07_experiments.ipynb #95df9354
+# %% ../nbs/07_experiments.ipynb #17197739
 @dataclass
 class Cell:
     "One run of a grid: the row and data set of the table it fills, and the `TrainConfig` that runs it."
@@ -88,7 +88,7 @@ def _check_seeds(seeds):
 
 def _lr(opt, lr, adadelta_lr): return adadelta_lr if opt == "adadelta" else lr
 
-# %% ../nbs/07_experiments.ipynb #8ecfac97
+# %% ../nbs/07_experiments.ipynb #30bd3a5d
 def table1_grid(seeds=PROTOCOL["seeds"], # seeds per cell
                 batch_sizes=(32, 64, 128), # the paper's batch sizes
                 datasets=("cifar10", "cifar100"), # the paper's data sets
@@ -115,7 +115,7 @@ def table3_grid(seeds=PROTOCOL["seeds"], batch_sizes=(32, 64, 128), datasets=("c
     return _cells("table3", [(a, d, dict(optimizer="diffgrad", activation=a, batch_size=b, lr=lr))
                              for d in datasets for b in batch_sizes for a in activations], _check_seeds(seeds), overrides)
 
-# %% ../nbs/07_experiments.ipynb #4a9a6a11
+# %% ../nbs/07_experiments.ipynb #1e92fca7
 #: The committed CPU study: small ResNet, the first 6,000 Fashion-MNIST training images, the first 2,000 test images,
 #: 3 epochs of batch 128 (the lr drops 10x for the third: 80% of 3 epochs rounds to 2).
 STUDY = dict(model="small", train_limit=6000, test_limit=2000, epochs=3, batch_size=128)
@@ -162,7 +162,7 @@ GRIDS = {"table1": table1_grid, "table2": table2_grid, "table3": table3_grid, "f
          "fmnist_long": fmnist_long_grid, "fmnist_full": fmnist_full_grid}
 PRESETS = {"paper": {}, "study": STUDY, "quick": QUICK, "smoke": SMOKE}
 
-# %% ../nbs/07_experiments.ipynb #15d93f38
+# %% ../nbs/07_experiments.ipynb #da4da916
 def make_grid(grid: str, # a name of GRIDS: table1, table2, table3, fmnist
               preset: Optional[str]=None, # a name of PRESETS applied to every cell (paper, study, quick, smoke)
               **kwargs, # the grid function's arguments (seeds, batch_sizes, ...) and TrainConfig overrides
@@ -202,7 +202,7 @@ def shard(cells: list, i: int, n: int) -> list:
     parse_shard(f"{i}/{n}")
     return cells[i::n]
 
-# %% ../nbs/07_experiments.ipynb #e2937a67
+# %% ../nbs/07_experiments.ipynb #4650c9f7
 def config_args(config: TrainConfig) -> list:
     "`diffgrad_train` command-line arguments that reproduce `config` (for torchrun, or to rerun a cell by hand)."
     args = []
@@ -264,7 +264,7 @@ def sweep(cells: list, root, # the grid's cells and the root folder of the runs
         finally: lock.unlink(missing_ok=True)
     return rows
 
-# %% ../nbs/07_experiments.ipynb #5403621d
+# %% ../nbs/07_experiments.ipynb #0fa568e7
 def _parse_set(items) -> dict:
     "--set field=value pairs -> TrainConfig overrides, each value parsed with the field's type."
     kinds = {f.name: _field_type(f) for f in fields(TrainConfig)}
@@ -323,10 +323,10 @@ def sweep_main(argv=None):
     if a.dry_run: print(f"{len(rows)} cells in shard {a.shard} of grid {a.grid} ({len(cells)} in the grid)")
     if a.report: print("wrote", write_report({a.grid: cells}, a.root, a.report))
 
-# %% ../nbs/07_experiments.ipynb #c93c6c5b
+# %% ../nbs/07_experiments.ipynb #952b5e90
 if __name__ == "__main__" and "__file__" in globals(): sweep_main()   # python -m diffgrad_nb.experiments (not when this notebook runs)
 
-# %% ../nbs/07_experiments.ipynb #396d37b7
+# %% ../nbs/07_experiments.ipynb #5a4995db
 def load_results(cells: list, root) -> list:
     "One dict per cell: labels, status and (when finished) final/best test accuracy in % and the per-epoch curve."
     out = []
@@ -358,7 +358,7 @@ def summarize(results: list) -> dict:
 def _diff(s, p): return f"{s['mean'] - p:+.2f}" if s and p is not None else "—"
 def _pm(s): return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}"
 
-# %% ../nbs/07_experiments.ipynb #3a85c357
+# %% ../nbs/07_experiments.ipynb #3745e162
 def table_vs_paper(results: list, paper: dict) -> str:
     "Markdown: our final accuracy (mean ± std over seeds, n) beside the paper's, and the difference, for every cell of the table."
     summ = summarize(results)
@@ -407,7 +407,7 @@ def compare_markdown(rows: list, reference: str="adam") -> str:
         lines.append(f"| {r['row']} | {r['dataset']} | {r['batch_size']} | {acc} | {r['n']} | {dd} | {r['verdict']} |")
     return "\n".join(lines)
 
-# %% ../nbs/07_experiments.ipynb #747ed873
+# %% ../nbs/07_experiments.ipynb #88565642
 def plot_curves(results: list, title: str="", # the results of one grid and the figure's title
                 rows=None, # rows to draw (default: all)
                ):
@@ -434,7 +434,7 @@ def plot_curves(results: list, title: str="", # the results of one grid and the 
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_experiments.ipynb #a3a6fbde
+# %% ../nbs/07_experiments.ipynb #2b05a2d1
 def results_csv(results: list) -> str:
     "One CSV line per cell (labels, status, final/best accuracy %, epochs, seconds)."
     keys = ["grid", "row", "dataset", "batch_size", "seed", "status", "final_acc", "best_acc", "epochs_done", "time_s", "name"]
@@ -470,7 +470,7 @@ def write_report(grids: dict, # {grid name: its cells}
     (out/"report.md").write_text("\n".join(md))
     return out/"report.md"
 
-# %% ../nbs/07_experiments.ipynb #5fac6d3f
+# %% ../nbs/07_experiments.ipynb #5f003379
 def friction_stats(config: TrainConfig, # model, data set (and train_limit), batch size, optimizer, lr, seed of the run to probe
                    steps: int=60, # optimizer steps to take
                   ) -> list:
@@ -504,7 +504,7 @@ def friction_stats(config: TrainConfig, # model, data set (and train_limit), bat
             if t >= steps: break
     return rows
 
-# %% ../nbs/07_experiments.ipynb #6a67c3df
+# %% ../nbs/07_experiments.ipynb #2549cf72
 #: what each scale of the main command runs: grids, preset, whether the synthetic experiment uses its full grid
 SCALES = {
     "smoke": dict(grids=("fmnist",), preset="smoke", synthetic="smoke"),   # seconds: checks the pipeline, no result
@@ -540,7 +540,7 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="quick", choices=list(SCALES), help="smoke: seconds, a pipeline check; quick: about ten "
                    "minutes on 2 CPU cores; study: the committed CPU study; paper: Tables I-III with ResNet50 on CIFAR (GPUs)")
     p.add_argument("--out", default="results", help="report folder (report.md, CSV, PNG)")
-    p.add_argument("--runs", default=None, help="root of the run folders (default: OUT/runs)")
+    p.add_argument("--runs", default=None, help="root of the run folders (default: OUT/runs/SCALE)")
     p.add_argument("--jobs", type=int, default=None, help="cells run at once, each in its own process taking one shard "
                    "(default: min(2, CPU cores) on a CPU, the number of GPUs with CUDA); with several GPUs each job gets one")
     p.add_argument("--torchrun", type=int, default=0, help="run each cell under torchrun with this many processes (GPUs)")
@@ -554,7 +554,7 @@ def main(argv=None):
     "Entry point of `diffgrad_main` (what `bash scripts/main.sh` runs)."
     import torch
     p = main_parser(); a = p.parse_args(argv)
-    out = Path(a.out); a.runs = Path(a.runs) if a.runs else out/"runs"
+    out = Path(a.out); a.runs = Path(a.runs) if a.runs else out/"runs"/a.scale   # one folder per scale: their cells differ
     if a.download: a.set = a.set + ["download=true"]
     sc = SCALES[a.scale]
     try:
