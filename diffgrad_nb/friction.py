@@ -18,11 +18,15 @@ def dfc(dg: Tensor, # change of gradient, g_{t-1} - g_t
     return torch.sigmoid(dg.abs())
 
 # %% ../nbs/00_friction.ipynb #a7d4e834
-def dfc1(dg: Tensor, grad: Tensor=None) -> Tensor:
+def dfc1(dg: Tensor, # change of gradient, g_{t-1} - g_t
+         grad: Tensor=None, # current gradient (unused)
+        ) -> Tensor:
     "DFC1: sigmoid(dg) without the absolute value, in (0, 1)."
     return torch.sigmoid(dg)
 
-def dfc2(dg: Tensor, grad: Tensor=None) -> Tensor:
+def dfc2(dg: Tensor, # change of gradient, g_{t-1} - g_t
+         grad: Tensor=None, # current gradient (unused)
+        ) -> Tensor:
     "DFC2: 9/(1 + exp(-|dg|/2)) - 4, in [0.5, 5)."
     return 9 * torch.sigmoid(0.5 * dg.abs()) - 4
 
@@ -34,22 +38,30 @@ def abs_grad_stats(grad: Tensor # current gradient of one parameter tensor
     nu = a.std() if a.numel() > 1 else a.new_zeros(())
     return a.mean(), nu
 
-def dfc3(dg: Tensor, grad: Tensor) -> Tensor:
+def dfc3(dg: Tensor, # change of gradient, g_{t-1} - g_t
+         grad: Tensor, # current gradient of the same tensor: mu, nu are taken over its elements
+        ) -> Tensor:
     "DFC3: sigmoid(nu*|dg| - mu), mu/nu the mean/std of |grad|; in (0, 1), below 0.5 near dg = 0."
     mu, nu = abs_grad_stats(grad)
     return torch.sigmoid(nu * dg.abs() - mu)
 
-def dfc4(dg: Tensor, grad: Tensor) -> Tensor:
+def dfc4(dg: Tensor, # change of gradient, g_{t-1} - g_t
+         grad: Tensor, # current gradient of the same tensor: mu, nu are taken over its elements
+        ) -> Tensor:
     "DFC4: sigmoid(nu^2*|dg| - mu); in (0, 1)."
     mu, nu = abs_grad_stats(grad)
     return torch.sigmoid(nu**2 * dg.abs() - mu)
 
-def dfc5(dg: Tensor, grad: Tensor) -> Tensor:
+def dfc5(dg: Tensor, # change of gradient, g_{t-1} - g_t
+         grad: Tensor, # current gradient of the same tensor: mu, nu are taken over its elements
+        ) -> Tensor:
     "DFC5: sigmoid(sqrt(nu)*|dg| - mu); in (0, 1)."
     mu, nu = abs_grad_stats(grad)
     return torch.sigmoid(nu.sqrt() * dg.abs() - mu)
 
-def no_friction(dg: Tensor, grad: Tensor=None) -> Tensor:
+def no_friction(dg: Tensor, # change of gradient (only its shape and dtype are used)
+                grad: Tensor=None, # current gradient (unused)
+               ) -> Tensor:
     "xi = 1 everywhere: DiffGrad with this friction is exactly Adam."
     return torch.ones_like(dg)
 
