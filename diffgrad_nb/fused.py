@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 from torch.utils._triton import has_triton
 from .friction import FRICTIONS, abs_grad_stats
-from .optim import _multi_tensor_step   # the path for what the kernel cannot walk
+from .optim import _LOW_PRECISION, _multi_tensor_step   # the foreach path: for what the kernel cannot walk
 
 # %% ../nbs/01a_fused.ipynb #e3b18b3c
 _C_SOURCE = r"""
@@ -159,7 +159,6 @@ _FRICTION_FORM = {'none': (0, 1.0, 0.0, 1.0), 'dfc': (1, 1.0, 0.0, 1.0), 'dfc1':
                   'dfc2': (1, 9.0, -4.0, 0.5), 'dfc3': (1, 1.0, 0.0, None), 'dfc4': (1, 1.0, 0.0, None),
                   'dfc5': (1, 1.0, 0.0, None)}
 _STAT_SCALE = {'dfc3': lambda nu: nu, 'dfc4': lambda nu: nu ** 2, 'dfc5': lambda nu: nu.sqrt()}
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 def _is_dense(t):
     "No gaps and no overlaps in memory: some permutation of `t`'s dimensions is contiguous."
