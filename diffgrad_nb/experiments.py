@@ -12,8 +12,8 @@ __all__ = ['PAPER_COLUMNS', 'PAPER_TABLES', 'PROTOCOL', 'TABLE1_OPTIMIZERS', 'TA
            'main_parser', 'main']
 
 # %% ../nbs/07_experiments.ipynb #dc2ca08d
-import argparse, json, math, os, socket, subprocess, sys, time, typing
-from dataclasses import dataclass, asdict, fields, replace
+import argparse, json, math, os, socket, subprocess, sys, time
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 from .train import TrainConfig, ConfigError, train, _field_type
@@ -447,7 +447,7 @@ def write_report(grids: dict, # {grid name: its cells}
                  note: str="", # a paragraph at the top (what was run, on what machine)
                 ) -> Path:
     "Tables (vs the paper, vs Adam with seed noise) and accuracy curves of every grid, as Markdown + CSV + PNG in `out`."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     md = ["# diffgrad_nb experiment report", "", note, ""] if note else ["# diffgrad_nb experiment report", ""]
     if synthetic_dir is not None and (Path(synthetic_dir)/"summary.md").exists():
@@ -476,7 +476,7 @@ def friction_stats(config: TrainConfig, # model, data set (and train_limit), bat
                   ) -> list:
     "Train like `config` for `steps` steps and record, from the 2nd step on, diffGrad's friction xi = 1/(1+exp(-|g_{t-1} - g_t|)) over every parameter element."
     import torch, torch.nn.functional as F
-    from diffgrad_nb.data import load_dataset, channel_stats, BatchIterator
+    from diffgrad_nb.data import load_dataset, BatchIterator
     from diffgrad_nb.models import make_model
     from diffgrad_nb.optim import make_optimizer
     if not isinstance(steps, int) or steps < 2: raise ValueError(f"steps={steps!r}: expected an integer >= 2")

@@ -6,11 +6,10 @@
 __all__ = ['BACKENDS', 'native_lib', 'use_backend', 'fused_step', 'check_fused_available']
 
 # %% ../nbs/01a_fused.ipynb #0649225b
-import ctypes, functools, hashlib, os, platform, shutil, subprocess, tempfile, types, warnings
+import ctypes, hashlib, os, platform, shutil, subprocess, tempfile, types, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
-from torch import Tensor
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 from torch.utils._triton import has_triton
 from .friction import FRICTIONS, abs_grad_stats

@@ -7,7 +7,7 @@ __all__ = ['RESUMABLE_CHANGES', 'ConfigError', 'TrainConfig', 'make_parser', 'pa
            'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'evaluate', 'train', 'measure_throughput']
 
 # %% ../nbs/06_train.ipynb #da06a2f2
-import argparse, dataclasses, json, math, os, random, re, sys, time, typing
+import argparse, json, math, os, random, re, sys, time, typing
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Optional
