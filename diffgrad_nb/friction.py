@@ -55,7 +55,11 @@ class Friction:
         if self.constant: return torch.ones_like(dg)
         c, mu = self.slope_shift(grad)
         x = dg.abs() if self.abs_dg else dg
-        return self.scale * torch.sigmoid(c * x - mu) + self.offset
+        # scale * sigmoid(c * x - mu) + offset, skipping the multiplications by 1 and additions of 0 (exact either way)
+        z = c * x - mu if not self.elementwise else (x if c == 1 else c * x)
+        xi = torch.sigmoid(z)
+        if self.scale != 1: xi = self.scale * xi
+        return xi + self.offset if self.offset else xi
 
 # %% ../nbs/00_friction.ipynb #59d137bb
 dfc = Friction("dfc")   # the paper's DFC (Eq. 18): AbsSig(dg) = 1/(1 + exp(-|dg|)), in [0.5, 1)
