@@ -22,7 +22,7 @@ def abs_grad_stats(grad: Tensor # current gradient of one parameter tensor
 # %% ../nbs/00_friction.ipynb #b8d6504c
 @dataclass(frozen=True)
 class Friction:
-    "A friction xi = scale * sigmoid(c * x - mu) + offset, x = |dg| (or dg), the form of the paper's DFC and its variants."
+    "A friction `xi = scale·sigmoid(c·x - mu) + offset` with `x = |dg|` (or `dg`): the form of the paper's DFC and its variants."
     name: str                     # its key in `FRICTIONS`
     scale: float = 1.0            # a: multiplies the sigmoid; 0: xi is the constant `offset` (then 1)
     offset: float = 0.0           # b: added to it
@@ -55,7 +55,11 @@ class Friction:
         if self.constant: return torch.ones_like(dg)
         c, mu = self.slope_shift(grad)
         x = dg.abs() if self.abs_dg else dg
-        return self.scale * torch.sigmoid(c * x - mu) + self.offset
+        # scale * sigmoid(c * x - mu) + offset, skipping the multiplications by 1 and additions of 0 (exact either way)
+        z = c * x - mu if not self.elementwise else (x if c == 1 else c * x)
+        xi = torch.sigmoid(z)
+        if self.scale != 1: xi = self.scale * xi
+        return xi + self.offset if self.offset else xi
 
 # %% ../nbs/00_friction.ipynb #59d137bb
 dfc = Friction("dfc")   # the paper's DFC (Eq. 18): AbsSig(dg) = 1/(1 + exp(-|dg|)), in [0.5, 1)

@@ -1,0 +1,94 @@
+"""`torch.compile(opt.step, fullgraph=True)` on every path of DiffGrad: parity with eager, graph breaks, recompiles.
+
+Each case runs in a fresh Python process (this file run as a script), so that a crash of the compiled step (the fused
+kernel was once handed pointers of traced tensors and killed the process) is a test failure and not a dead test
+runner, and so that dynamo's counters and caches start empty. The child builds a tiny model's parameters, runs 10
+steps eagerly and 10 steps through `torch.compile(opt.step)` from the same start with the same gradients, with a
+tensor learning rate that an `ExponentialLR` scheduler changes after every step, and reports: the largest
+difference of every parameter and state buffer between compiled and eager, the graph breaks
+(`torch._dynamo.utils.counters['graph_break']`), the graphs compiled after the second step (the first creates the state,
+which costs one recompile as for torch.optim.Adam; then a scheduler changing a tensor lr must not recompile), and the time of the first compiled step (CPU inductor compiles are slow: tens of
+seconds on a 2-core machine).
+"""
+import json, os, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = [(8, 4), (8,), (3, 8), (3,)]            # a tiny two-layer model: compile time, not size, is what costs
+CASES = {   # path -> (DiffGrad path arguments, fullgraph promised: the fused kernel is one opaque custom op)
+    'foreach': (dict(), True),
+    'for-loop': (dict(foreach=False), True),
+    'fused': (dict(fused=True), True),
+}
+RTOL, ATOL = 1e-5, 1e-6                          # the reference tolerances of the optimizer notebook's float32 checks
+
+
+def _child(case):
+    "Run one case; print a JSON report on the last line."
+    import warnings
+    import torch
+    from torch._dynamo.utils import counters
+    warnings.filterwarnings('ignore', message='Detected call of .lr_scheduler.step')   # opt.step compiled before the scheduler wrapped it
+    from diffgrad_nb import DiffGrad
+    path_kw, fullgraph = CASES[case]
+
+    def run(compiled):
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.randn(s, generator=gen).requires_grad_() for s in SHAPES]
+        opt = DiffGrad(params, lr=torch.tensor(0.01), weight_decay=0.01, amsgrad=True, **path_kw)
+        # compiled before the scheduler wraps opt.step (dynamo does not trace into lr_scheduler.py; with a scheduler
+        # attached first, compile a function calling opt.step() with fullgraph=False, as PyTorch's tutorial does)
+        step = torch.compile(opt.step, fullgraph=fullgraph) if compiled else opt.step
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.9)
+        grads = torch.Generator().manual_seed(1)
+        graphs_after_second, first = None, None
+        for k in range(10):
+            for p in params: p.grad = torch.randn(p.shape, generator=grads)
+            t0 = time.perf_counter(); step(); dt = time.perf_counter() - t0
+            sched.step()
+            if k == 0: first = dt
+            if k == 1: graphs_after_second = counters['stats']['unique_graphs']   # the first step creates the state
+        return params, opt, graphs_after_second, first
+
+    eager_params, eager_opt, _, _ = run(False)
+    counters.clear()
+    params, opt, graphs_after_second, first = run(True)
+    diff = {}
+    for i, (a, b) in enumerate(zip(params, eager_params)):
+        diff['param'] = max(diff.get('param', 0.0), (a - b).abs().max().item())
+        ok = torch.allclose(a, b, rtol=RTOL, atol=ATOL)
+        for k, v in opt.state[a].items():
+            w = eager_opt.state[b][k]
+            diff[k] = max(diff.get(k, 0.0), (v - w).abs().max().item())
+            ok = ok and torch.allclose(v, w, rtol=RTOL, atol=ATOL)
+        if not ok: diff.setdefault('not_close', []).append(i)
+    report = dict(case=case, diff=diff, graph_breaks=sum(counters['graph_break'].values()),
+                  break_reasons=sorted(counters['graph_break']), graphs=counters['stats']['unique_graphs'],
+                  graphs_after_second=graphs_after_second, first_step_s=round(first, 1),
+                  lr_end=opt.param_groups[0]['lr'].item(), lr_is_tensor=isinstance(opt.param_groups[0]['lr'], torch.Tensor))
+    print(json.dumps(report))
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_compiled_step(case):
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, __file__, case], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t0
+    assert res.returncode == 0, (f'{case}: the compiled step failed (exit code {res.returncode}; a negative code is a '
+                                 f'signal, -11 a segmentation fault):\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}')
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f'{case}: {report} ({wall:.0f} s with the eager run and start-up)')
+    assert 'not_close' not in report['diff'], report
+    assert set(report['diff']) == {'param', 'step', 'exp_avg', 'exp_avg_sq', 'prev_grad', 'max_exp_avg_sq'}, report
+    assert report['diff']['step'] == 0, report
+    if CASES[case][1]: assert report['graph_breaks'] == 0, report          # fullgraph promised: no break at all
+    assert report['graphs'] >= 1, report                                   # it really compiled something
+    # the first step creates the state (one recompile when the second sees it, as for torch.optim.Adam); after that
+    # the scheduler's new lr every step must not recompile
+    assert report['graphs'] == report['graphs_after_second'] <= 2, report
+    assert report['lr_is_tensor'] and abs(report['lr_end'] / (0.01 * 0.9 ** 10) - 1) < 1e-6, report   # float32 lr
+
+
+if __name__ == '__main__': _child(sys.argv[1])
