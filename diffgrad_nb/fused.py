@@ -22,19 +22,42 @@ _C_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <omp.h>
-#ifdef DG_VECTOR_MATH  /* glibc's libmvec has vector expf/exp: let the vectoriser call them */
-#pragma omp declare simd notinbranch
-extern float expf(float);
+#ifdef DG_VECTOR_MATH  /* glibc's libmvec has a vector exp(double): let the vectoriser call it */
 #pragma omp declare simd notinbranch
 extern double exp(double);
+#endif
+
+#ifdef DG_LIBMVEC_EXPF  /* for measurement only (with -lmvec): libmvec's vector expf instead of dg_expf */
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#define dg_expf expf
+#else
+/* exp in float32, inlined so that the vector loop makes no call (a call would spill every live vector register):
+   exp(x) = 2^k exp(r), k = rint(x / ln 2), r = x - k ln 2 in two parts (Cody-Waite), exp(r) by its Taylor
+   polynomial of degree 7 (|r| <= ln 2 / 2: truncation < 2^-27), 2^k written into the exponent bits. Within 1.2
+   ulp of exp. x is clamped to [-87, 88] by comparisons, which keep NaN (fminf/fmaxf would drop it); beyond the
+   clamp, 1 + exp(x) is 1 or so large that the step rounds away, as it does with the exact value. */
+static inline float dg_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* rint(x / ln 2): 1.5 * 2^23 trick */
+    float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float e = 1.0f / 5040 + r * (1.0f / 40320);
+    e = 1.0f / 720 + r * e; e = 1.0f / 120 + r * e; e = 1.0f / 24 + r * e;
+    e = 1.0f / 6 + r * e; e = 0.5f + r * e; e = 1.0f + r * e; e = 1.0f + r * e;
+    union { uint32_t i; float f; } s = { .i = (uint32_t)((int32_t)k + 127) << 23 };
+    return e * s.f;
+}
 #endif
 
 enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kind in bits 4-5 */
 #define MAXV(a, b) ((a) > (b) ? (a) : (b))
 
-/* The loop body, branch-free: flags become factors (0 or 1) so that gcc emits one vector loop; only AMSGrad,
-   which touches one more buffer, is a separate loop. */
-#define BODY(T, EXP, SQRT, AMS)                                                                       \
+/* One element of the step, with one division: xi = fa / q + fb with q = 1 + exp(mu - c x), and
+   xi m / (sqrt(v) / sqrt(bc2) + eps) = m (fa + fb q) / (q (sqrt(v) + eps sqrt(bc2))) * sqrt(bc2), the factor
+   sqrt(bc2) folded into step_size and eps_t. FB: fb != 0 (DFC2, no friction); else the numerator is m fa, so an
+   infinite q (DFC1) gives 0 as 1/q does. Flags are factors (0 or 1), so each loop is one vector loop. */
+#define BODY(T, EXP, SQRT, AMS, FB)                                                                   \
     T gi = sgn * g[i], pi = p[i];                                                                     \
     gi += wdc * pi;                             /* Eq. 3: coupled L2 enters m, v and dg (wdc = 0: off) */\
     pi *= decay;                                /* AdamW (decay = 1: off) */                          \
@@ -42,29 +65,40 @@ enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kin
     T vi = b2 * v[i] + omb2 * gi * gi;          /* (12) */                                            \
     m[i] = mi; v[i] = vi;                                                                             \
     if (AMS) { vi = MAXV(vm[i], vi); vm[i] = vi; }                                                    \
-    T denom = SQRT(vi) * inv_bc2 + eps;         /* sqrt(v_hat) + eps, (13) */                         \
     T dg = d[i] - gi;                           /* (19) */                                            \
-    T x = dg + useabs * (fabs(dg) - dg);        /* |dg|, or dg for DFC1 (exact either way) */         \
-    T xi = fa / (1 + EXP(fmu - fc * x)) + fb;   /* fa * sigmoid(c x - mu) + fb; fa = 0, fb = 1: none */\
+    T x = useabs ? fabs(dg) : dg;               /* |dg|, or dg for DFC1 */                            \
+    T q = 1 + EXP(fmu - fc * x);                /* 1 / sigmoid(c x - mu) */                           \
     d[i] = gi;                                                                                        \
-    p[i] = pi + step_size * xi * mi / denom;    /* (20), step_size = -lr / (1 - b1^t) */
+    p[i] = pi + step_size * mi * (FB ? fa + fb * q : fa) / (q * (SQRT(vi) + eps_t));   /* (20), (13) */
+
+/* Blocks of 64 elements, each first prefetching the lines DG_AHEAD elements ahead in every buffer: one core keeps
+   more misses in flight than the hardware prefetcher alone, which brings a thread to the bandwidth floor. */
+#ifndef DG_AHEAD
+#define DG_AHEAD 512
+#endif
+#define PREFETCH(x, rw) for (int k = 0; k < 64; k += 64 / (int)sizeof(*(x))) __builtin_prefetch((x) + j + DG_AHEAD + k, rw, 3);
+#define LOOP(T, EXP, SQRT, AMS, FB)                                                                   \
+  for (int64_t j = lo; j < hi; j += 64) {                                                             \
+    if (DG_AHEAD && j + DG_AHEAD + 64 <= hi) {                                                        \
+      PREFETCH(p, 1) PREFETCH(g, 0) PREFETCH(m, 1) PREFETCH(v, 1) PREFETCH(d, 1) if (AMS) { PREFETCH(vm, 1) } \
+    }                                                                                                 \
+    const int64_t e = j + 64 < hi ? j + 64 : hi;                                                      \
+    _Pragma("omp simd")                                                                               \
+    for (int64_t i = j; i < e; i++) { BODY(T, EXP, SQRT, AMS, FB) }                                   \
+  }
 
 #define DEFINE_STEP(NAME, T, EXP, SQRT)                                                               \
 static void NAME##_range(T* restrict p, const T* restrict g, T* restrict m, T* restrict v,           \
                          T* restrict d, T* restrict vm, int64_t lo, int64_t hi, T step_size,          \
-                         T inv_bc2, const double* h, int flags, T fc, T fmu) {                        \
-  const int fric = (flags >> 4) & 3;                                                                  \
-  const T b1 = h[1], b2 = h[2], eps = h[3], omb1 = 1 - h[1], omb2 = 1 - h[2];                         \
+                         T eps_t, const double* h, int flags, T fc, T fmu) {                          \
+  const int fric = (flags >> 4) & 3, useabs = fric == 1;                                              \
+  const T b1 = h[1], b2 = h[2], omb1 = 1 - h[1], omb2 = 1 - h[2];                                     \
   const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - h[0] * h[4] : 1;      \
-  const T sgn = (flags & MAXIMIZE) ? -1 : 1, useabs = fric == 1 ? 1 : 0;                              \
+  const T sgn = (flags & MAXIMIZE) ? -1 : 1;                                                          \
   const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;                                                 \
-  if (flags & AMSGRAD) {                                                                              \
-    _Pragma("omp simd")                                                                               \
-    for (int64_t i = lo; i < hi; i++) { BODY(T, EXP, SQRT, 1) }                                       \
-  } else {                                                                                            \
-    _Pragma("omp simd")                                                                               \
-    for (int64_t i = lo; i < hi; i++) { BODY(T, EXP, SQRT, 0) }                                       \
-  }                                                                                                   \
+  if (!fric) { fc = 0; fmu = 0; }               /* no friction: q = 2, and m (0 + 2) / (2 denom) is exact */\
+  if (flags & AMSGRAD) { if (fb != 0) { LOOP(T, EXP, SQRT, 1, 1) } else { LOOP(T, EXP, SQRT, 1, 0) } }  \
+  else { if (fb != 0) { LOOP(T, EXP, SQRT, 0, 1) } else { LOOP(T, EXP, SQRT, 0, 0) } }                \
 }                                                                                                     \
 int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fric, const double* h,  \
          int flags, int nthreads) {                                                                   \
@@ -76,9 +110,9 @@ int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fr
   for (int64_t t = 0; t < nt; t++) {                                                                  \
     float* step = (float*)ptrs[6 * nt + t];                                                           \
     *step += 1.0f;                                                                                    \
-    double tt = *step;                                                                                \
-    ss[2 * t] = -h[0] / (1 - pow(h[1], tt));                                                          \
-    ss[2 * t + 1] = 1 / sqrt(1 - pow(h[2], tt));                                                      \
+    double tt = *step, sbc2 = sqrt(1 - pow(h[2], tt));                                                \
+    ss[2 * t] = -h[0] * sbc2 / (1 - pow(h[1], tt));  /* step size, times sqrt(bc2) */                 \
+    ss[2 * t + 1] = h[3] * sbc2;                     /* eps, times sqrt(bc2) */                       \
     total += numel[t];                                                                                \
   }                                                                                                   \
   if (total < 65536 || nthreads < 1) nthreads = 1;                                                    \
@@ -97,14 +131,15 @@ int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fr
   free(ss);                                                                                           \
   return 0;                                                                                           \
 }
-DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
+DEFINE_STEP(diffgrad_step_f32, float, dg_expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
 # %% ../nbs/01a_fused.ipynb #90b5a3f2
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', '-DDG_VECTOR_MATH'], ['-lmvec', '-lm']),
-    (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
+    (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),   # no glibc libmvec
+    (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),                    # a compiler without -march=native
 ]
 
 def _cache_dir() -> Path:
@@ -130,6 +165,7 @@ def _build(cc, cflags, libs):
             if res.returncode: raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-500:]}")
             os.replace(tmp_so, out)   # atomic: concurrent processes never load a half-written library
     lib = ctypes.CDLL(str(out))
+    lib.cflags = cflags                                  # what it was built for (the benchmark reports it)
     for name in ('diffgrad_step_f32', 'diffgrad_step_f64'):
         f = getattr(lib, name)
         f.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
