@@ -50,10 +50,11 @@ static inline float dg_expf(float x) {
 enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kind in bits 4-5 */
 #define MAXV(a, b) ((a) > (b) ? (a) : (b))
 
-/* One element of the step, with one division: xi = fa / q + fb with q = 1 + exp(mu - c x), and
-   xi m / (sqrt(v) / sqrt(bc2) + eps) = m (fa + fb q) / (q (sqrt(v) + eps sqrt(bc2))) * sqrt(bc2), the factor
-   sqrt(bc2) folded into step_size and eps_t. FB: fb != 0 (DFC2, no friction); else the numerator is m fa, so an
-   infinite q (DFC1) gives 0 as 1/q does. Flags are factors (0 or 1), so each loop is one vector loop. */
+/* One element of the step. xi = fa / q + fb with q = 1 + exp(mu - c x), and the factor 1 / sqrt(bc2) of v_hat is
+   folded into step_size and eps_t: xi m / (sqrt(v) / sqrt(bc2) + eps) = sqrt(bc2) xi m / (sqrt(v) + eps sqrt(bc2)).
+   Where fb = 0 (every friction but DFC2 and none) that is one division, m fa / (q (sqrt(v) + eps_t)); an infinite
+   q (DFC1) gives 0 as 1/q does. Where fb != 0 (FB), xi is computed as written: fa + fb q would be inf - inf there.
+   Flags are factors (0 or 1), so each loop is one vector loop. */
 #define BODY(T, EXP, SQRT, AMS, FB)                                                                   \
     T gi = sgn * g[i], pi = p[i];                                                                     \
     gi += wdc * pi;                             /* Eq. 3: coupled L2 enters m, v and dg (wdc = 0: off) */\
@@ -65,8 +66,9 @@ enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kin
     T dg = d[i] - gi;                           /* (19) */                                            \
     T x = useabs ? fabs(dg) : dg;               /* |dg|, or dg for DFC1 */                            \
     T q = 1 + EXP(fmu - fc * x);                /* 1 / sigmoid(c x - mu) */                           \
+    T den = SQRT(vi) + eps_t;                   /* (13), times sqrt(bc2) */                           \
     d[i] = gi;                                                                                        \
-    p[i] = pi + step_size * mi * (FB ? fa + fb * q : fa) / (q * (SQRT(vi) + eps_t));   /* (20), (13) */
+    p[i] = FB ? pi + step_size * mi * (fa / q + fb) / den : pi + step_size * mi * fa / (q * den);   /* (20) */
 
 /* Blocks of 64 elements, each first prefetching the lines DG_AHEAD elements ahead in every buffer: one core keeps
    more misses in flight than the hardware prefetcher alone, which brings a thread to the bandwidth floor. */
@@ -92,8 +94,7 @@ static void NAME##_range(T* restrict p, const T* restrict g, T* restrict m, T* r
   const T b1 = h[1], b2 = h[2], omb1 = 1 - h[1], omb2 = 1 - h[2];                                     \
   const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - h[0] * h[4] : 1;      \
   const T sgn = (flags & MAXIMIZE) ? -1 : 1;                                                          \
-  const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;                                                 \
-  if (!fric) { fc = 0; fmu = 0; }               /* no friction: q = 2, and m (0 + 2) / (2 denom) is exact */\
+  const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;   /* no friction: xi = 0 / q + 1 */              \
   if (flags & AMSGRAD) { if (fb != 0) { LOOP(T, EXP, SQRT, 1, 1) } else { LOOP(T, EXP, SQRT, 1, 0) } }  \
   else { if (fb != 0) { LOOP(T, EXP, SQRT, 0, 1) } else { LOOP(T, EXP, SQRT, 0, 0) } }                \
 }                                                                                                     \
