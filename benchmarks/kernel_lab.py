@@ -2,7 +2,7 @@
 """The fused CPU kernel in isolation: candidate builds timed against torch's fused Adam and the memory floor.
 
     .venv/bin/python benchmarks/kernel_lab.py --threads 1            # every candidate, every case
-    .venv/bin/python benchmarks/kernel_lab.py --threads 2 --cases resnet50-cifar --candidates package onediv-zmm
+    .venv/bin/python benchmarks/kernel_lab.py --threads 2 --cases resnet50-cifar --candidates package "package, no prefetch"
     .venv/bin/python benchmarks/kernel_lab.py --aten                 # also the ATen C++ extension (builds with ninja)
 
 No optimizer object and no Python around the calls: each repeat times one call of each candidate kernel on the
@@ -11,9 +11,14 @@ operator under `Adam(fused=True)`) on its own state, and the floor `a.add_(b)` (
 step_speed.py), in an order rotated every repeat; medians and minima. Before timing, every candidate is checked
 against a float64 step (relative error of p, m, v, prev after 3 steps, DFC friction).
 
-Candidates: `package` is the kernel diffgrad_nb.fused builds today (its source and first flag set); the others
-are sources and flag sets defined below. `--asm` prints, per candidate, which vector registers the loop uses and
-which libmvec exp variants it calls (objdump), to see what the compiler vectorised.
+Candidates: `package` is the kernel diffgrad_nb.fused builds (its C source and first flag set); the others are the
+same source built with other flags (no prefetching, glibc's vector expf instead of the inlined one, -ffast-math,
+the two fallback flag sets) and the kernel of an earlier commit (`--baseline`, read with `git show`: the version
+before issue 12 by default). `--aten` adds the same loop written as a torch C++ extension. `--asm` prints, per
+candidate, how many operands name xmm/ymm/zmm registers and which libmvec exp variants it calls (objdump), to see
+what the compiler vectorised.
+
+Measured on the 2-core Intel Xeon of this project (issue 12), while other jobs loaded it: see nbs/01a_fused.ipynb.
 """
 import argparse, ctypes, math, os, re, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path

@@ -92,7 +92,7 @@ static void NAME##_range(T* restrict p, const T* restrict g, T* restrict m, T* r
                          T eps_t, const double* h, int flags, T fc, T fmu) {                          \
   const int fric = (flags >> 4) & 3, useabs = fric == 1;                                              \
   const T b1 = h[1], b2 = h[2], omb1 = 1 - h[1], omb2 = 1 - h[2];                                     \
-  const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - h[0] * h[4] : 1;      \
+  const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - (T)h[0] * h[4] : 1;   \
   const T sgn = (flags & MAXIMIZE) ? -1 : 1;                                                          \
   const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;   /* no friction: xi = 0 / q + 1 */              \
   if (flags & AMSGRAD) { if (fb != 0) { LOOP(T, EXP, SQRT, 1, 1) } else { LOOP(T, EXP, SQRT, 1, 0) } }  \
@@ -104,12 +104,13 @@ int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fr
      h: lr, beta1, beta2, eps, weight_decay, fa, fb */                                                \
   double* ss = malloc(2 * nt * sizeof(double));                                                       \
   if (!ss) return -1;                                                                                 \
+  const double lr = (T)h[0];   /* in T: lr = 0.05 and a float32 tensor(0.05) are one step, not 1/4 ulp apart */\
   int64_t total = 0;                                                                                  \
   for (int64_t t = 0; t < nt; t++) {                                                                  \
     float* step = (float*)ptrs[6 * nt + t];                                                           \
     *step += 1.0f;                                                                                    \
     double tt = *step, sbc2 = sqrt(1 - pow(h[2], tt));                                                \
-    ss[2 * t] = -h[0] * sbc2 / (1 - pow(h[1], tt));  /* step size, times sqrt(bc2) */                 \
+    ss[2 * t] = -lr * sbc2 / (1 - pow(h[1], tt));    /* step size, times sqrt(bc2) */                 \
     ss[2 * t + 1] = h[3] * sbc2;                     /* eps, times sqrt(bc2) */                       \
     total += numel[t];                                                                                \
   }                                                                                                   \
@@ -194,18 +195,26 @@ def _dense(t):
         expected *= size
     return True
 
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
 def walkable(param: Tensor, # a parameter (a real view of a complex one)
              grad: Tensor, # its gradient, of param's dtype
              *state: Tensor, # its state buffers: exp_avg, exp_avg_sq, prev_grad[, max_exp_avg_sq]
              dtype: torch.dtype=None, # the dtype the kernel sees param and grad in (float32 copies of bf16 keep their layout)
             ) -> bool:
     "The kernel can walk these tensors: float32 or float64, all of one dtype, on the CPU, in one dense memory layout."
-    ts, dt = (param, grad, *state), dtype or param.dtype
-    if dt not in (torch.float32, torch.float64) or grad.dtype != param.dtype or any(t.dtype != dt for t in state):
-        return False
-    if any(not t.is_cpu or t.shape != param.shape for t in ts): return False
-    if all(t.is_contiguous() for t in ts): return True
-    return all(t.stride() == param.stride() for t in ts) and _dense(param)
+    # plain loops, each attribute read once: this runs for every tensor of every step (2000 tensors: ~10 ms as generators)
+    dt = dtype or param.dtype
+    if dt not in _KERNEL_DTYPES or grad.dtype != param.dtype or not (param.is_cpu and grad.is_cpu): return False
+    shape = param.shape
+    if grad.shape != shape: return False
+    contiguous = param.is_contiguous() and grad.is_contiguous()
+    for t in state:
+        if t.dtype != dt or not t.is_cpu or t.shape != shape: return False
+        contiguous = contiguous and t.is_contiguous()
+    if contiguous: return True
+    stride = param.stride()
+    return grad.stride() == stride and all(t.stride() == stride for t in state) and _dense(param)
 
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
@@ -213,13 +222,19 @@ def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp
           prev_grads: list[Tensor], max_exp_avg_sqs: list[Tensor], steps: list[Tensor],
           coefs: Tensor, hyper: Tensor, flags: int) -> None:
     "The C kernel over walkable tensors; `steps` are float32 counters it increments, `coefs` (c, mu) per tensor."
+    n, vmax = len(params), max_exp_avg_sqs
+    ok = (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(prev_grads) == len(steps) == n and len(vmax) in (0, n)
+          and coefs.shape == (n, 2) and coefs.dtype == hyper.dtype == torch.float64 and hyper.shape == (7,))
+    for i in range(n if ok else 0):
+        s, state = steps[i], (exp_avgs[i], exp_avg_sqs[i], prev_grads[i]) + ((vmax[i],) if vmax else ())
+        if not (walkable(params[i], grads[i], *state) and s.dtype == torch.float32 and s.is_cpu and s.numel() == 1):
+            ok = False; break
+    if not ok: raise ValueError('diffgrad_nb::fused_step_: tensors the kernel cannot walk (see `walkable`)')
+    _launch(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags)
+
+def _launch(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags):
+    "The C kernel itself, on tensors already checked by `_walk` (or by the functional step's routing)."
     n = len(params)
-    vmax = max_exp_avg_sqs if max_exp_avg_sqs else [None] * n
-    if not (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(prev_grads) == len(vmax) == len(steps) == n
-            and all(walkable(*(t for t in ts if t is not None)) for ts in zip(params, grads, exp_avgs, exp_avg_sqs, prev_grads, vmax))
-            and all(s.dtype == torch.float32 and s.is_cpu and s.numel() == 1 for s in steps)
-            and coefs.shape == (n, 2) and coefs.dtype == hyper.dtype == torch.float64 and hyper.shape == (7,)):
-        raise ValueError('diffgrad_nb::fused_step_: tensors the kernel cannot walk (see `walkable`)')
     if n == 0: return
     fn = getattr(native_lib(), 'diffgrad_step_f64' if params[0].dtype == torch.float64 else 'diffgrad_step_f32')
     ptrs = [t.data_ptr() for L in (params, grads, exp_avgs, exp_avg_sqs, prev_grads) for t in L]
@@ -251,7 +266,8 @@ def kernel_friction(friction: Friction, # the friction record
 
 def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *,
                lr, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool,
-               amsgrad: bool, friction: Friction, maximize: bool):
+               amsgrad: bool, friction: Friction, maximize: bool,
+               checked: bool=False): # True: the caller has checked `walkable` for every tensor (skips the check)
     "One pass of the kernel over walkable tensors of one dtype, with the signature of the other paths' steps."
     G = grads
     if not friction.elementwise:                          # statistics of the gradient that enters m, v and dg
@@ -265,5 +281,9 @@ def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs
     S = steps
     if not all(s.is_cpu and s.dtype is torch.float32 for s in S):
         S = [s.to('cpu', torch.float32) for s in S]       # e.g. a step loaded from elsewhere: count on a float32 copy
-    torch.ops.diffgrad_nb.fused_step_(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], S, coefs, hyper, flags)
+    args = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], S, coefs, hyper, flags)
+    if torch.compiler.is_compiling(): torch.ops.diffgrad_nb.fused_step_(*args)
+    else:   # eager: what the operator does, without its Python dispatch (2000 tensors: ~5 ms of CPU time)
+        (_launch if checked else _walk)(*args)
+        for L in (params, exp_avgs, exp_avg_sqs, prev_grads, args[5], S): torch.autograd.graph.increment_version(L)
     if S is not steps: torch._foreach_copy_(steps, S)
