@@ -197,14 +197,15 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
     if fused and foreach: raise ValueError(f"Invalid foreach: {foreach!r} together with fused=True (choose one path)")
     default = fused is None and foreach is None
     if not fused and not default: return {'for-loop' if foreach is False else 'foreach': list(range(len(params)))}
-    out = defaultdict(list)
+    out, available = defaultdict(list), None
     for i, p in enumerate(params):
         backend = BACKENDS.get(p.device.type)
         if default and backend != 'native': backend = 'foreach'   # the default fuses with the C kernel only
         if backend == 'native':
-            state = [exp_avgs[i], exp_avg_sqs[i], prev_grads[i]] + ([max_exp_avg_sqs[i]] if max_exp_avg_sqs[i] is not None else [])
+            if available is None: available = _native_available() if default else _native_ok()
+            vm = max_exp_avg_sqs[i]
+            state = (exp_avgs[i], exp_avg_sqs[i], prev_grads[i]) + (() if vm is None else (vm,))
             dtype = torch.float32 if p.dtype in _LOW_PRECISION else None
-            available = _native_available() if default else _native_ok()
             if not (available and grads[i].dtype == p.dtype and _kernel.walkable(p, grads[i], *state, dtype=dtype)):
                 backend = 'foreach'
         out[backend or 'foreach'].append(i)

@@ -203,18 +203,18 @@ def walkable(param: Tensor, # a parameter (a real view of a complex one)
              dtype: torch.dtype=None, # the dtype the kernel sees param and grad in (float32 copies of bf16 keep their layout)
             ) -> bool:
     "The kernel can walk these tensors: float32 or float64, all of one dtype, on the CPU, in one dense memory layout."
-    # plain loops, each attribute read once: this runs for every tensor of every step (2000 tensors: ~10 ms as generators)
+    # plain loops, each attribute read once, numel() rather than shape (a tenth of the cost): this runs for every
+    # tensor of every step. Contiguous tensors of equal size are walked alike by one flat loop, whatever their shapes.
     dt = dtype or param.dtype
     if dt not in _KERNEL_DTYPES or grad.dtype != param.dtype or not (param.is_cpu and grad.is_cpu): return False
-    shape = param.shape
-    if grad.shape != shape: return False
-    contiguous = param.is_contiguous() and grad.is_contiguous()
+    n = param.numel()
+    flat = param.is_contiguous() and grad.is_contiguous() and grad.numel() == n
     for t in state:
-        if t.dtype != dt or not t.is_cpu or t.shape != shape: return False
-        contiguous = contiguous and t.is_contiguous()
-    if contiguous: return True
-    stride = param.stride()
-    return grad.stride() == stride and all(t.stride() == stride for t in state) and _dense(param)
+        if t.dtype != dt or not t.is_cpu: return False
+        flat = flat and t.is_contiguous() and t.numel() == n
+    if flat: return True
+    shape, stride = param.shape, param.stride()
+    return all(t.shape == shape and t.stride() == stride for t in (grad, *state)) and _dense(param)
 
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
