@@ -3,15 +3,20 @@
 
     .venv/bin/python benchmarks/step_speed.py --threads 2 --repeats 21          # the table in nbs/01a_fused.ipynb
     .venv/bin/python benchmarks/step_speed.py --quick                           # a smoke run (3 repeats)
-    .venv/bin/python benchmarks/step_speed.py --device cuda --cases resnet50-cifar 16M   # on a GPU
+    .venv/bin/python benchmarks/step_speed.py --device cuda                     # on a GPU: the ResNet50 case
+
+The output starts with the machine: CPU model, its vector instruction sets, what `cc -march=native` builds the
+fused kernel for and with which flags, torch's version and CPU capability, the thread count (and the GPU).
 
 On CUDA the fused step is torch.compile'd on its first step (the "first step" column); a list of 2000 tensors
-makes a very large graph, hence the shorter case list there.
+makes a very large graph that takes long to compile, so `--device cuda` runs the ResNet50 case alone unless
+`--cases` names others.
 
 Cases: the parameter shapes of the CIFAR ResNet50 (161 tensors, 23.5 M elements, generated here without building
-the model), 2000 tensors of 1000 elements, one tensor of 16 M elements. Optimizers: DiffGrad (foreach, the default;
-foreach=False; fused=True), torch.optim.Adam (foreach=True, fused=True) and torch-optimizer's DiffGrad when it is
-installed (`pip install torch-optimizer`; not a dependency). All optimizers of a case share the parameters and
+the model), 2000 tensors of 1000 elements, one tensor of 16 M elements. Optimizers: DiffGrad (the default,
+which on the CPU is the fused kernel; foreach=True; foreach=False; fused=True), torch.optim.Adam (its default,
+which on the CPU is the for-loop; foreach=True; fused=True) and torch-optimizer's DiffGrad when it is installed
+(`pip install torch-optimizer`; not a dependency). All optimizers of a case share the parameters and
 their fixed random gradients and keep their own state; each repeat times one step of each optimizer, in an order
 rotated every repeat, so slow drifts of a shared machine hit all of them alike; the table shows medians.
 
@@ -24,7 +29,8 @@ floor(k floats) = k/9 of that time; the table's "× floor" divides each median b
 Ratios use medians; "best" (the fastest of the repeats, and its ratio to the fastest floor) is shown beside them
 because on a machine shared with other jobs the fastest repeat is the one least disturbed by them.
 """
-import argparse, math, os, platform, statistics, sys, tempfile, time
+import argparse, math, os, platform, shutil, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
 import torch
 
 def resnet50_cifar_shapes(num_classes: int = 10) -> list:
@@ -43,13 +49,35 @@ RESNET50 = resnet50_cifar_shapes()
 assert len(RESNET50) == 161 and sum(math.prod(s) for s in RESNET50) == 23_520_842, "CIFAR ResNet50 shapes changed"
 CASES = {'resnet50-cifar': RESNET50, '2000x1000': [(1000,)] * 2000, '16M': [(16 * 2 ** 20,)]}
 
+_ISA = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_bf16', 'avx512_fp16', 'amx_tile',
+        'asimd', 'sve')   # the vector extensions that matter to the kernel (x86 and arm), as /proc/cpuinfo names them
+
+def machine(device: str = 'cpu') -> str:
+    "One line naming the machine a table comes from: CPU model, vector ISA, what the kernel was built for, threads, torch."
+    info = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
+    field = lambda k: next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.split(':')[0].strip() == k), '')
+    model = field('model name') or platform.processor() or platform.machine()
+    flags = set(field('flags').split() or field('Features').split())
+    cc = os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc')
+    march = ''
+    if cc:   # the kernel builds with -march=native: what the compiler makes of this CPU
+        out = subprocess.run([cc, '-march=native', '-Q', '--help=target'], capture_output=True, text=True).stdout
+        march = next((l.split()[-1] for l in out.splitlines() if l.strip().startswith('-march=')), '')
+    line = (f"machine: {model}, {os.cpu_count()} logical CPUs; ISA: {' '.join(f for f in _ISA if f in flags) or '?'}; "
+            f"kernel built with {Path(cc).name if cc else 'no C compiler'} -march=native ({march or '?'}); "
+            f"torch {torch.__version__} (CPU capability {torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads")
+    if device == 'cuda' and torch.cuda.is_available(): line += f'; GPU: {torch.cuda.get_device_name()}'
+    return line
+
 def optimizers(params, device, with_compile=False):
     "(name, make, floats moved per element) for each optimizer under test."
     from diffgrad_nb.optim import DiffGrad
-    yield 'DiffGrad (foreach, default)', lambda: DiffGrad(params), 9
+    yield 'DiffGrad (default)', lambda: DiffGrad(params), 9       # on the CPU: the C kernel where it can be built
+    yield 'DiffGrad (foreach=True)', lambda: DiffGrad(params, foreach=True), 9
     yield 'DiffGrad (foreach=False)', lambda: DiffGrad(params, foreach=False), 9
     yield 'DiffGrad (fused=True)', lambda: DiffGrad(params, fused=True), 9
     if with_compile and device == 'cpu': yield 'DiffGrad (fused, torch.compile backend)', lambda: _CompiledOnCPU(DiffGrad(params, fused=True)), 9
+    yield 'Adam (default)', lambda: torch.optim.Adam(params), 7     # on the CPU torch picks its for-loop
     yield 'Adam (foreach=True)', lambda: torch.optim.Adam(params, foreach=True), 7
     yield 'Adam (fused=True)', lambda: torch.optim.Adam(params, fused=True), 7
     try: import torch_optimizer
@@ -89,15 +117,15 @@ def run_case(name, shapes, args):
             sync(dev); t0 = time.perf_counter(); f(); sync(dev)
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    adam_fe, adam_fu = med['Adam (foreach=True)'], med['Adam (fused=True)']
+    adam_de, adam_fe, adam_fu = med['Adam (default)'], med['Adam (foreach=True)'], med['Adam (fused=True)']
     print(f"\n### {name}: {len(shapes)} tensor{'s' if len(shapes) > 1 else ''}, {n / 1e6:.1f} M elements ({dev}, {torch.get_num_threads()} threads)\n")
     best = {k: min(v) * 1e3 for k, v in times.items()}
-    print("| optimizer | median (ms) | × Adam(foreach) | × Adam(fused) | × floor | best (ms) | × floor, best | first step (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| optimizer | median (ms) | × Adam(default) | × Adam(foreach) | × Adam(fused) | × floor | best (ms) | × floor, best | first step (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, _, floats in opts:
-        print(f"| {k} | {med[k]:.1f} | {med[k] / adam_fe:.2f} | {med[k] / adam_fu:.2f} | "
+        print(f"| {k} | {med[k]:.1f} | {med[k] / adam_de:.2f} | {med[k] / adam_fe:.2f} | {med[k] / adam_fu:.2f} | "
               f"{med[k] / (med['floor'] * floats / 9):.2f} | {best[k]:.1f} | {best[k] / (best['floor'] * floats / 9):.2f} | {first[k]:.2f} |")
-    print(f"| floor: `a.add_(b)`, 9 floats/element | {med['floor']:.1f} | | | 1.00 | {best['floor']:.1f} | 1.00 | |")
+    print(f"| floor: `a.add_(b)`, 9 floats/element | {med['floor']:.1f} | | | | 1.00 | {best['floor']:.1f} | 1.00 | |")
     spread = {k: (max(v) - min(v)) / statistics.median(v) for k, v in times.items()}
     worst = max(spread, key=spread.get)
     print(f"\n(noise: (max - min) / median over {args.repeats} repeats is at most {spread[worst]:.0%}, for {worst})")
@@ -122,17 +150,21 @@ def main(argv=None):
     ap.add_argument('--warmup', type=int, default=2, help='untimed steps per optimizer after the first')
     ap.add_argument('--quick', action='store_true', help='3 repeats, 1 warm-up: a smoke run')
     ap.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    ap.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
+    ap.add_argument('--cases', nargs='+', default=None, choices=list(CASES),
+                    help='default: all on the CPU; resnet50-cifar alone on CUDA (compiling 2000 tensors takes long)')
     ap.add_argument('--compile', action='store_true', help='also time the torch.compile backend of the fused step on the CPU '
                                                          '(compiles for minutes on the 161 and 2000 tensor cases)')
     args = ap.parse_args(argv)
     if args.quick: args.repeats, args.warmup = 3, 1
+    if args.cases is None: args.cases = ['resnet50-cifar'] if args.device == 'cuda' else list(CASES)
     if args.threads: torch.set_num_threads(args.threads)
     if args.device == 'cuda' and not torch.cuda.is_available(): sys.exit('--device cuda: no CUDA device available')
-    dev_name = torch.cuda.get_device_name() if args.device == 'cuda' else (platform.processor() or platform.machine())
-    print(f"`{' '.join(['python benchmarks/step_speed.py'] + (argv if argv is not None else sys.argv[1:]))}`: torch {torch.__version__}, "
-          f"{args.device} ({dev_name}), {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start")
-    if args.device == 'cpu': print(f"\nfused C kernel: cold build {kernel_build_seconds():.2f} s (then cached on disk)")
+    print(f"`{' '.join(['python benchmarks/step_speed.py'] + (argv if argv is not None else sys.argv[1:]))}`, "
+          f"load average {os.getloadavg()[0]:.1f} at start\n\n{machine(args.device)}")
+    if args.device == 'cpu':
+        from diffgrad_nb.fused import native_lib
+        print(f"\nfused C kernel: cold build {kernel_build_seconds():.2f} s (then cached on disk), "
+              f"flags `{' '.join(native_lib().cflags)}`")
     for c in args.cases: run_case(c, CASES[c], args)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 

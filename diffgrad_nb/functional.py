@@ -183,19 +183,30 @@ def _native_ok():
             warnings.warn(f"DiffGrad(fused=True) runs the foreach path: {e}", UserWarning); _native_ok.warned = True
         return False
 
+def _native_available():
+    "Whether the C kernel is built or can be built here, quietly (the default path falls back without a warning)."
+    if _kernel._LIB is not None or _kernel._LIB_ERROR is not None: return _kernel._LIB is not None
+    if torch.compiler.is_compiling(): return False   # never build under tracing: that run stays on the foreach path
+    try: _kernel.native_lib(); return True
+    except RuntimeError: return False
+
 def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, prev_grads: list, max_exp_avg_sqs: list,
                  *, foreach: bool|None=None, fused: bool|None=None,
                 ) -> dict: # {path: indices of the tensors it runs}; paths 'native', 'compile', 'foreach', 'for-loop'
     "Which implementation runs each tensor (the rules above)."
     if fused and foreach: raise ValueError(f"Invalid foreach: {foreach!r} together with fused=True (choose one path)")
-    if not fused: return {'for-loop' if foreach is False else 'foreach': list(range(len(params)))}
-    out = defaultdict(list)
+    default = fused is None and foreach is None
+    if not fused and not default: return {'for-loop' if foreach is False else 'foreach': list(range(len(params)))}
+    out, available = defaultdict(list), None
     for i, p in enumerate(params):
         backend = BACKENDS.get(p.device.type)
+        if default and backend != 'native': backend = 'foreach'   # the default fuses with the C kernel only
         if backend == 'native':
-            state = [exp_avgs[i], exp_avg_sqs[i], prev_grads[i]] + ([max_exp_avg_sqs[i]] if max_exp_avg_sqs[i] is not None else [])
+            if available is None: available = _native_available() if default else _native_ok()
+            vm = max_exp_avg_sqs[i]
+            state = (exp_avgs[i], exp_avg_sqs[i], prev_grads[i]) + (() if vm is None else (vm,))
             dtype = torch.float32 if p.dtype in _LOW_PRECISION else None
-            if not (_native_ok() and grads[i].dtype == p.dtype and _kernel.walkable(p, grads[i], *state, dtype=dtype)):
+            if not (available and grads[i].dtype == p.dtype and _kernel.walkable(p, grads[i], *state, dtype=dtype)):
                 backend = 'foreach'
         out[backend or 'foreach'].append(i)
     return dict(out)
@@ -222,7 +233,8 @@ def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_s
         P_orig, G_orig = pick(params), pick(grads)
         computed = [_as_compute(p, g) for p, g in zip(P_orig, G_orig)]
         P, G = [c[0] for c in computed], [c[1] for c in computed]
-        _kernel.fused_step(P, G, *map(pick, (exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)), **hyper)
+        _kernel.fused_step(P, G, *map(pick, (exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)), **hyper,
+                           checked=True)                                    # choose_paths checked `walkable`
         if dtype in _LOW_PRECISION: torch._foreach_copy_(P_orig, P)
 
 def _run_path(path, *lists, **hyper):

@@ -19,19 +19,43 @@ _C_SOURCE = r"""
 #include <stdint.h>
 #include <stdlib.h>
 #include <omp.h>
-#ifdef DG_VECTOR_MATH  /* glibc's libmvec has vector expf/exp: let the vectoriser call them */
-#pragma omp declare simd notinbranch
-extern float expf(float);
+#ifdef DG_VECTOR_MATH  /* glibc's libmvec has a vector exp(double): let the vectoriser call it */
 #pragma omp declare simd notinbranch
 extern double exp(double);
+#endif
+
+#ifdef DG_LIBMVEC_EXPF  /* for measurement only (with -lmvec): libmvec's vector expf instead of dg_expf */
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#define dg_expf expf
+#else
+/* exp in float32, inlined so that the vector loop makes no call (a call would spill every live vector register):
+   exp(x) = 2^k exp(r), k = rint(x / ln 2), r = x - k ln 2 in two parts (Cody-Waite), exp(r) by its Taylor
+   polynomial of degree 7 (|r| <= ln 2 / 2: truncation < 2^-27), 2^k written into the exponent bits. Within 1.2
+   ulp of exp. x is clamped to [-87, 88] by comparisons, which keep NaN (fminf/fmaxf would drop it); beyond the
+   clamp, 1 + exp(x) is 1 or so large that the step rounds away, as it does with the exact value. */
+static inline float dg_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* rint(x / ln 2): 1.5 * 2^23 trick */
+    float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
+    float e = 1.0f / 5040 + r * (1.0f / 40320);
+    e = 1.0f / 720 + r * e; e = 1.0f / 120 + r * e; e = 1.0f / 24 + r * e;
+    e = 1.0f / 6 + r * e; e = 0.5f + r * e; e = 1.0f + r * e; e = 1.0f + r * e;
+    union { uint32_t i; float f; } s = { .i = (uint32_t)((int32_t)k + 127) << 23 };
+    return e * s.f;
+}
 #endif
 
 enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kind in bits 4-5 */
 #define MAXV(a, b) ((a) > (b) ? (a) : (b))
 
-/* The loop body, branch-free: flags become factors (0 or 1) so that gcc emits one vector loop; only AMSGrad,
-   which touches one more buffer, is a separate loop. */
-#define BODY(T, EXP, SQRT, AMS)                                                                       \
+/* One element of the step. xi = fa / q + fb with q = 1 + exp(mu - c x), and the factor 1 / sqrt(bc2) of v_hat is
+   folded into step_size and eps_t: xi m / (sqrt(v) / sqrt(bc2) + eps) = sqrt(bc2) xi m / (sqrt(v) + eps sqrt(bc2)).
+   Where fb = 0 (every friction but DFC2 and none) that is one division, m fa / (q (sqrt(v) + eps_t)); an infinite
+   q (DFC1) gives 0 as 1/q does. Where fb != 0 (FB), xi is computed as written: fa + fb q would be inf - inf there.
+   Flags are factors (0 or 1), so each loop is one vector loop. */
+#define BODY(T, EXP, SQRT, AMS, FB)                                                                   \
     T gi = sgn * g[i], pi = p[i];                                                                     \
     gi += wdc * pi;                             /* Eq. 3: coupled L2 enters m, v and dg (wdc = 0: off) */\
     pi *= decay;                                /* AdamW (decay = 1: off) */                          \
@@ -39,29 +63,40 @@ enum { COUPLED = 1, DECOUPLED = 2, MAXIMIZE = 4, AMSGRAD = 8 };  /* friction kin
     T vi = b2 * v[i] + omb2 * gi * gi;          /* (12) */                                            \
     m[i] = mi; v[i] = vi;                                                                             \
     if (AMS) { vi = MAXV(vm[i], vi); vm[i] = vi; }                                                    \
-    T denom = SQRT(vi) * inv_bc2 + eps;         /* sqrt(v_hat) + eps, (13) */                         \
     T dg = d[i] - gi;                           /* (19) */                                            \
-    T x = dg + useabs * (fabs(dg) - dg);        /* |dg|, or dg for DFC1 (exact either way) */         \
-    T xi = fa / (1 + EXP(fmu - fc * x)) + fb;   /* fa * sigmoid(c x - mu) + fb; fa = 0, fb = 1: none */\
+    T x = useabs ? fabs(dg) : dg;               /* |dg|, or dg for DFC1 */                            \
+    T q = 1 + EXP(fmu - fc * x);                /* 1 / sigmoid(c x - mu) */                           \
+    T den = SQRT(vi) + eps_t;                   /* (13), times sqrt(bc2) */                           \
     d[i] = gi;                                                                                        \
-    p[i] = pi + step_size * xi * mi / denom;    /* (20), step_size = -lr / (1 - b1^t) */
+    p[i] = FB ? pi + step_size * mi * (fa / q + fb) / den : pi + step_size * mi * fa / (q * den);   /* (20) */
+
+/* Blocks of 64 elements, each first prefetching the lines DG_AHEAD elements ahead in every buffer: one core keeps
+   more misses in flight than the hardware prefetcher alone, which brings a thread to the bandwidth floor. */
+#ifndef DG_AHEAD
+#define DG_AHEAD 512
+#endif
+#define PREFETCH(x, rw) for (int k = 0; k < 64; k += 64 / (int)sizeof(*(x))) __builtin_prefetch((x) + j + DG_AHEAD + k, rw, 3);
+#define LOOP(T, EXP, SQRT, AMS, FB)                                                                   \
+  for (int64_t j = lo; j < hi; j += 64) {                                                             \
+    if (DG_AHEAD && j + DG_AHEAD + 64 <= hi) {                                                        \
+      PREFETCH(p, 1) PREFETCH(g, 0) PREFETCH(m, 1) PREFETCH(v, 1) PREFETCH(d, 1) if (AMS) { PREFETCH(vm, 1) } \
+    }                                                                                                 \
+    const int64_t e = j + 64 < hi ? j + 64 : hi;                                                      \
+    _Pragma("omp simd")                                                                               \
+    for (int64_t i = j; i < e; i++) { BODY(T, EXP, SQRT, AMS, FB) }                                   \
+  }
 
 #define DEFINE_STEP(NAME, T, EXP, SQRT)                                                               \
 static void NAME##_range(T* restrict p, const T* restrict g, T* restrict m, T* restrict v,           \
                          T* restrict d, T* restrict vm, int64_t lo, int64_t hi, T step_size,          \
-                         T inv_bc2, const double* h, int flags, T fc, T fmu) {                        \
-  const int fric = (flags >> 4) & 3;                                                                  \
-  const T b1 = h[1], b2 = h[2], eps = h[3], omb1 = 1 - h[1], omb2 = 1 - h[2];                         \
-  const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - h[0] * h[4] : 1;      \
-  const T sgn = (flags & MAXIMIZE) ? -1 : 1, useabs = fric == 1 ? 1 : 0;                              \
-  const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;                                                 \
-  if (flags & AMSGRAD) {                                                                              \
-    _Pragma("omp simd")                                                                               \
-    for (int64_t i = lo; i < hi; i++) { BODY(T, EXP, SQRT, 1) }                                       \
-  } else {                                                                                            \
-    _Pragma("omp simd")                                                                               \
-    for (int64_t i = lo; i < hi; i++) { BODY(T, EXP, SQRT, 0) }                                       \
-  }                                                                                                   \
+                         T eps_t, const double* h, int flags, T fc, T fmu) {                          \
+  const int fric = (flags >> 4) & 3, useabs = fric == 1;                                              \
+  const T b1 = h[1], b2 = h[2], omb1 = 1 - h[1], omb2 = 1 - h[2];                                     \
+  const T wdc = (flags & COUPLED) ? h[4] : 0, decay = (flags & DECOUPLED) ? 1 - (T)h[0] * h[4] : 1;   \
+  const T sgn = (flags & MAXIMIZE) ? -1 : 1;                                                          \
+  const T fa = fric ? h[5] : 0, fb = fric ? h[6] : 1;   /* no friction: xi = 0 / q + 1 */              \
+  if (flags & AMSGRAD) { if (fb != 0) { LOOP(T, EXP, SQRT, 1, 1) } else { LOOP(T, EXP, SQRT, 1, 0) } }  \
+  else { if (fb != 0) { LOOP(T, EXP, SQRT, 0, 1) } else { LOOP(T, EXP, SQRT, 0, 0) } }                \
 }                                                                                                     \
 int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fric, const double* h,  \
          int flags, int nthreads) {                                                                   \
@@ -69,13 +104,14 @@ int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fr
      h: lr, beta1, beta2, eps, weight_decay, fa, fb */                                                \
   double* ss = malloc(2 * nt * sizeof(double));                                                       \
   if (!ss) return -1;                                                                                 \
+  const double lr = (T)h[0];   /* in T: lr = 0.05 and a float32 tensor(0.05) are one step, not 1/4 ulp apart */\
   int64_t total = 0;                                                                                  \
   for (int64_t t = 0; t < nt; t++) {                                                                  \
     float* step = (float*)ptrs[6 * nt + t];                                                           \
     *step += 1.0f;                                                                                    \
-    double tt = *step;                                                                                \
-    ss[2 * t] = -h[0] / (1 - pow(h[1], tt));                                                          \
-    ss[2 * t + 1] = 1 / sqrt(1 - pow(h[2], tt));                                                      \
+    double tt = *step, sbc2 = sqrt(1 - pow(h[2], tt));                                                \
+    ss[2 * t] = -lr * sbc2 / (1 - pow(h[1], tt));    /* step size, times sqrt(bc2) */                 \
+    ss[2 * t + 1] = h[3] * sbc2;                     /* eps, times sqrt(bc2) */                       \
     total += numel[t];                                                                                \
   }                                                                                                   \
   if (total < 65536 || nthreads < 1) nthreads = 1;                                                    \
@@ -94,14 +130,15 @@ int NAME(int64_t nt, const int64_t* ptrs, const int64_t* numel, const double* fr
   free(ss);                                                                                           \
   return 0;                                                                                           \
 }
-DEFINE_STEP(diffgrad_step_f32, float, expf, sqrtf)
+DEFINE_STEP(diffgrad_step_f32, float, dg_expf, sqrtf)
 DEFINE_STEP(diffgrad_step_f64, double, exp, sqrt)
 """
 
 # %% ../nbs/01a_fused.ipynb #90b5a3f2
 _FLAG_SETS = [  # tried in order: the fastest build first, then more portable ones
     (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp', '-DDG_VECTOR_MATH'], ['-lmvec', '-lm']),
-    (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),
+    (['-O3', '-march=native', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),   # no glibc libmvec
+    (['-O3', '-fno-math-errno', '-fno-trapping-math', '-fopenmp'], ['-lm']),                    # a compiler without -march=native
 ]
 
 def _cache_dir() -> Path:
@@ -127,6 +164,7 @@ def _build(cc, cflags, libs):
             if res.returncode: raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-500:]}")
             os.replace(tmp_so, out)   # atomic: concurrent processes never load a half-written library
     lib = ctypes.CDLL(str(out))
+    lib.cflags = cflags                                  # what it was built for (the benchmark reports it)
     for name in ('diffgrad_step_f32', 'diffgrad_step_f64'):
         f = getattr(lib, name)
         f.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
@@ -157,18 +195,26 @@ def _dense(t):
         expected *= size
     return True
 
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
 def walkable(param: Tensor, # a parameter (a real view of a complex one)
              grad: Tensor, # its gradient, of param's dtype
              *state: Tensor, # its state buffers: exp_avg, exp_avg_sq, prev_grad[, max_exp_avg_sq]
              dtype: torch.dtype=None, # the dtype the kernel sees param and grad in (float32 copies of bf16 keep their layout)
             ) -> bool:
     "The kernel can walk these tensors: float32 or float64, all of one dtype, on the CPU, in one dense memory layout."
-    ts, dt = (param, grad, *state), dtype or param.dtype
-    if dt not in (torch.float32, torch.float64) or grad.dtype != param.dtype or any(t.dtype != dt for t in state):
-        return False
-    if any(not t.is_cpu or t.shape != param.shape for t in ts): return False
-    if all(t.is_contiguous() for t in ts): return True
-    return all(t.stride() == param.stride() for t in ts) and _dense(param)
+    # plain loops, each attribute read once, numel() rather than shape (a tenth of the cost): this runs for every
+    # tensor of every step. Contiguous tensors of equal size are walked alike by one flat loop, whatever their shapes.
+    dt = dtype or param.dtype
+    if dt not in _KERNEL_DTYPES or grad.dtype != param.dtype or not (param.is_cpu and grad.is_cpu): return False
+    n = param.numel()
+    flat = param.is_contiguous() and grad.is_contiguous() and grad.numel() == n
+    for t in state:
+        if t.dtype != dt or not t.is_cpu: return False
+        flat = flat and t.is_contiguous() and t.numel() == n
+    if flat: return True
+    shape, stride = param.shape, param.stride()
+    return all(t.shape == shape and t.stride() == stride for t in (grad, *state)) and _dense(param)
 
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
@@ -176,13 +222,19 @@ def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp
           prev_grads: list[Tensor], max_exp_avg_sqs: list[Tensor], steps: list[Tensor],
           coefs: Tensor, hyper: Tensor, flags: int) -> None:
     "The C kernel over walkable tensors; `steps` are float32 counters it increments, `coefs` (c, mu) per tensor."
+    n, vmax = len(params), max_exp_avg_sqs
+    ok = (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(prev_grads) == len(steps) == n and len(vmax) in (0, n)
+          and coefs.shape == (n, 2) and coefs.dtype == hyper.dtype == torch.float64 and hyper.shape == (7,))
+    for i in range(n if ok else 0):
+        s, state = steps[i], (exp_avgs[i], exp_avg_sqs[i], prev_grads[i]) + ((vmax[i],) if vmax else ())
+        if not (walkable(params[i], grads[i], *state) and s.dtype == torch.float32 and s.is_cpu and s.numel() == 1):
+            ok = False; break
+    if not ok: raise ValueError('diffgrad_nb::fused_step_: tensors the kernel cannot walk (see `walkable`)')
+    _launch(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags)
+
+def _launch(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags):
+    "The C kernel itself, on tensors already checked by `_walk` (or by the functional step's routing)."
     n = len(params)
-    vmax = max_exp_avg_sqs if max_exp_avg_sqs else [None] * n
-    if not (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(prev_grads) == len(vmax) == len(steps) == n
-            and all(walkable(*(t for t in ts if t is not None)) for ts in zip(params, grads, exp_avgs, exp_avg_sqs, prev_grads, vmax))
-            and all(s.dtype == torch.float32 and s.is_cpu and s.numel() == 1 for s in steps)
-            and coefs.shape == (n, 2) and coefs.dtype == hyper.dtype == torch.float64 and hyper.shape == (7,)):
-        raise ValueError('diffgrad_nb::fused_step_: tensors the kernel cannot walk (see `walkable`)')
     if n == 0: return
     fn = getattr(native_lib(), 'diffgrad_step_f64' if params[0].dtype == torch.float64 else 'diffgrad_step_f32')
     ptrs = [t.data_ptr() for L in (params, grads, exp_avgs, exp_avg_sqs, prev_grads) for t in L]
@@ -214,7 +266,8 @@ def kernel_friction(friction: Friction, # the friction record
 
 def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *,
                lr, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool,
-               amsgrad: bool, friction: Friction, maximize: bool):
+               amsgrad: bool, friction: Friction, maximize: bool,
+               checked: bool=False): # True: the caller has checked `walkable` for every tensor (skips the check)
     "One pass of the kernel over walkable tensors of one dtype, with the signature of the other paths' steps."
     G = grads
     if not friction.elementwise:                          # statistics of the gradient that enters m, v and dg
@@ -228,5 +281,9 @@ def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs
     S = steps
     if not all(s.is_cpu and s.dtype is torch.float32 for s in S):
         S = [s.to('cpu', torch.float32) for s in S]       # e.g. a step loaded from elsewhere: count on a float32 copy
-    torch.ops.diffgrad_nb.fused_step_(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], S, coefs, hyper, flags)
+    args = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], S, coefs, hyper, flags)
+    if torch.compiler.is_compiling(): torch.ops.diffgrad_nb.fused_step_(*args)
+    else:   # eager: what the operator does, without its Python dispatch (2000 tensors: ~5 ms of CPU time)
+        (_launch if checked else _walk)(*args)
+        for L in (params, exp_avgs, exp_avg_sqs, prev_grads, args[5], S): torch.autograd.graph.increment_version(L)
     if S is not steps: torch._foreach_copy_(steps, S)
