@@ -60,7 +60,7 @@ class _CompiledOnCPU:
     "A fused DiffGrad whose steps run through the torch.compile backend on the CPU (for comparison with the C kernel)."
     def __init__(self, opt): self.opt = opt
     def step(self):
-        from diffgrad_nb.fused import use_backend
+        from diffgrad_nb.functional import use_backend
         with use_backend('cpu', 'compile'): self.opt.step()
 
 def sync(device):

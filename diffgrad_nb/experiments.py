@@ -16,7 +16,7 @@ import argparse, json, math, os, socket, subprocess, sys, time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
-from .train import TrainConfig, ConfigError, train, _field_type
+from .train import TrainConfig, ConfigError, RunFolderError, train, read_summary, _field_type, _lock, _lock_token, LOCK_ENV
 
 # %% ../nbs/07_experiments.ipynb #c19a98ea
 #: The paper's results (validation accuracy, %), PAPER.md section 4. Columns are (data set, batch size).
@@ -184,11 +184,10 @@ def placed(cell: Cell, root) -> TrainConfig:
     return replace(cell.config, out_dir=str(cell_dir(cell, root)))
 
 def cell_status(run_dir) -> str:
-    "'done' or 'diverged' (summary.json written), 'partial' (a checkpoint to resume), 'new' otherwise."
+    "'done' or 'diverged' (summary.json written), 'partial' (a checkpoint to resume), 'new' otherwise; a damaged summary.json raises RunFolderError naming it."
     d = Path(run_dir)
-    if (d/"summary.json").exists():
-        return "done" if json.loads((d/"summary.json").read_text())["status"] == "completed" else "diverged"
-    return "partial" if (d/"checkpoint.pt").exists() else "new"
+    if (s := read_summary(d)) is not None: return "done" if s["status"] == "completed" else "diverged"
+    return "partial" if (d/"checkpoint.pt").exists() or (d/"checkpoint.prev.pt").exists() else "new"
 
 def parse_shard(text: str) -> tuple:
     "'i/n' -> (i, n) with 0 <= i < n."
@@ -213,23 +212,6 @@ def config_args(config: TrainConfig) -> list:
         else: args += [f"--{f.name}", "none" if v is None else repr(v) if isinstance(v, float) else str(v)]
     return args
 
-def _lock(run_dir: Path):
-    "Claim a cell for this process (a 'lock' file with host and pid); None if a live process holds it."
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock, me = run_dir/"lock", f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY); os.write(fd, me.encode()); os.close(fd)
-            return lock
-        except FileExistsError:
-            try: host, pid = lock.read_text().split()
-            except (OSError, ValueError): return None
-            if host != socket.gethostname(): return None   # another machine's: trust it
-            try: os.kill(int(pid), 0); return None         # alive here
-            except ProcessLookupError: lock.unlink(missing_ok=True)   # stale: its process died
-            except PermissionError: return None
-    return None
-
 def run_cell(cell: Cell, root, # the cell and the sweep root its folder is under
              torchrun: int=0, # >0: run under torchrun with this many processes on this machine
             ) -> dict:
@@ -238,8 +220,10 @@ def run_cell(cell: Cell, root, # the cell and the sweep root its folder is under
     if not torchrun: return train(cfg)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
            "-m", "diffgrad_nb.train", *config_args(cfg)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((Path(cfg.out_dir)/"summary.json").read_text())
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       env={**os.environ, LOCK_ENV: _lock_token()})   # the workers run under this process's lock
+    if r.returncode: raise RuntimeError(f"torchrun exited with status {r.returncode}: {r.stderr.strip()[-2000:]}")
+    return read_summary(cfg.run_dir)
 
 def sweep(cells: list, root, # the grid's cells and the root folder of the runs
           shard_: tuple=(0, 1), # (i, n): run only shard i of n
@@ -247,21 +231,30 @@ def sweep(cells: list, root, # the grid's cells and the root folder of the runs
           dry_run: bool=False, # only list the cells of the shard and their status
           log=print, # where progress lines go
          ) -> list:
-    "Run the cells of one shard in order, skipping finished ones, resuming partial ones and ones another process holds."
+    "Run the cells of one shard in order, skipping finished ones, resuming partial ones and ones another process holds; a cell that fails is reported as 'failed' (with its error) and the sweep goes on."
     rows = []
     for cell in shard(cells, *shard_):
-        d = cell_dir(cell, root); st = cell_status(d)
-        row = dict(name=cell.name, grid=cell.grid, row=cell.row, status=st, dir=str(d))
+        d = cell_dir(cell, root)
+        row = dict(name=cell.name, grid=cell.grid, row=cell.row, status="new", dir=str(d))
         rows.append(row)
-        if dry_run or st in ("done", "diverged"):
-            log(f"{st:8s} {d}"); continue
-        lock = _lock(d)
+        try: row["status"] = cell_status(d)
+        except RunFolderError as e: row.update(status="failed", error=str(e)); log(f"failed   {d}: {e}"); continue
+        if dry_run or row["status"] in ("done", "diverged"):
+            log(f"{row['status']:8s} {d}"); continue
+        try: lock = _lock(d)
+        except OSError as e: row.update(status="failed", error=str(e)); log(f"failed   {d}: {e}"); continue
         if lock is None: row["status"] = "busy"; log(f"busy     {d} (another process runs it)"); continue
         try:
             t0 = time.time(); s = run_cell(cell, root, torchrun)
             row.update(status=s["status"], final_test_acc=s["final_test_acc"])
             log(f"{s['status']:8s} {d} acc={s['final_test_acc']} ({time.time() - t0:.0f} s)")
-        finally: lock.unlink(missing_ok=True)
+        except Exception as e:   # one bad cell does not stop the grid; the report lists it
+            err = str(e) if isinstance(e, (ConfigError, RunFolderError, OSError)) else f"{type(e).__name__}: {e}"
+            row.update(status="failed", error=err); log(f"failed   {d}: {err}")
+        finally:
+            lock.unlink(missing_ok=True)
+            try: d.rmdir()   # only if the cell left nothing behind
+            except OSError: pass
     return rows
 
 # %% ../nbs/07_experiments.ipynb #0fa568e7
@@ -295,6 +288,13 @@ def grid_parser(prog="diffgrad_sweep") -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs", help="root folder: each cell runs in ROOT/<grid>/<cell name>")
     return p
 
+def _lr_notes(overrides: dict, cells: list) -> list:
+    "What `--set lr=X` does not change: AdaDelta rows keep their own lr (PROTOCOL['adadelta_lr'] or the literal-lr row's)."
+    if "lr" not in overrides: return []
+    kept = sorted({(c.row, c.config.lr) for c in cells if c.config.optimizer == "adadelta" and c.config.lr != overrides["lr"]})
+    return [f"note: --set lr={overrides['lr']:g} sets the lr of every row but AdaDelta's: {', '.join(f'{r} keeps lr={lr:g}' for r, lr in kept)} "
+            f"(the grids' adadelta_lr, PyTorch's default for AdaDelta; in Python: make_grid(..., adadelta_lr=...))"] if kept else []
+
 def grid_from_args(a) -> list:
     "The cells the grid options of `grid_parser` describe."
     kw = _parse_set(a.set)
@@ -303,7 +303,9 @@ def grid_from_args(a) -> list:
         if a.grid != "fmnist": kw["batch_sizes"] = tuple(a.batch_sizes)
         elif len(a.batch_sizes) == 1: kw["batch_size"] = a.batch_sizes[0]
         else: raise ValueError(f"--batch-sizes {a.batch_sizes}: the fmnist grid takes one batch size")
-    return make_grid(a.grid, a.preset, **kw)
+    cells = make_grid(a.grid, a.preset, **kw)
+    for note in _lr_notes(kw, cells): print(f"diffgrad_sweep: {note}", file=sys.stderr)
+    return cells
 
 def sweep_main(argv=None):
     "Entry point of `diffgrad_sweep`: run (one shard of) a grid, resumably; --dry-run lists the cells."
@@ -322,25 +324,27 @@ def sweep_main(argv=None):
     rows = sweep(cells, a.root, sh, a.torchrun, a.dry_run)
     if a.dry_run: print(f"{len(rows)} cells in shard {a.shard} of grid {a.grid} ({len(cells)} in the grid)")
     if a.report: print("wrote", write_report({a.grid: cells}, a.root, a.report))
-
-# %% ../nbs/07_experiments.ipynb #952b5e90
-if __name__ == "__main__" and "__file__" in globals(): sweep_main()   # python -m diffgrad_nb.experiments (not when this notebook runs)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed: raise SystemExit(f"diffgrad_sweep: {len(failed)} cell(s) failed (listed above); the others ran")
 
 # %% ../nbs/07_experiments.ipynb #5a4995db
 def load_results(cells: list, root) -> list:
     "One dict per cell: labels, status and (when finished) final/best test accuracy in % and the per-epoch curve."
     out = []
     for c in cells:
-        d = cell_dir(c, root); st = cell_status(d)
+        d = cell_dir(c, root)
         r = dict(grid=c.grid, row=c.row, dataset=c.dataset, batch_size=c.config.batch_size, seed=c.config.seed,
-                 name=c.name, status=st, final_acc=None, best_acc=None, epochs_done=0, curve=[], time_s=None)
+                 name=c.name, status="new", final_acc=None, best_acc=None, epochs_done=0, curve=[], time_s=None, note="")
+        try: r["status"] = st = cell_status(d)
+        except RunFolderError as e: r.update(status="failed", note=str(e)); out.append(r); continue
         if (d/"metrics.jsonl").exists():
             r["curve"] = [100*json.loads(l)["test_acc"] for l in (d/"metrics.jsonl").read_text().splitlines() if l.strip()]
             r["epochs_done"] = len(r["curve"])
         if st in ("done", "diverged"):
-            s = json.loads((d/"summary.json").read_text())
-            r.update(final_acc=None if s["final_test_acc"] is None else 100*s["final_test_acc"],
+            s = read_summary(d)
+            r.update(final_acc=None if s["final_test_acc"] is None else 100*s["final_test_acc"], epochs_done=s["epochs_done"],
                      best_acc=None if s["best_test_acc"] is None else 100*s["best_test_acc"], time_s=s["total_time_s"])
+            if not (d/"metrics.jsonl").exists(): r["note"] = f"{d/'metrics.jsonl'} is missing: rerun the cell's command to rebuild it from the checkpoint"
         out.append(r)
     return out
 
@@ -459,8 +463,10 @@ def write_report(grids: dict, # {grid name: its cells}
         res = load_results(cells, root)
         done = sum(r["status"] == "done" for r in res)
         (out/f"{g}_results.csv").write_text(results_csv(res))
+        failed = [r for r in res if r["status"] == "failed"]
         md += [f"## Grid `{g}`", "", f"{done} of {len(res)} cells finished "
-               f"({sum(r['status'] == 'diverged' for r in res)} diverged); runs under `{Path(root)/g}`.", ""]
+               f"({sum(r['status'] == 'diverged' for r in res)} diverged, {len(failed)} failed); runs under `{Path(root)/g}`.", ""]
+        if failed: md += ["Failed cells (fix or delete the file named, then rerun the sweep):", ""] + [f"- `{r['name']}`: {r['note']}" for r in failed] + [""]
         if not done: continue
         ref = "adam" if any(r["row"] == "adam" for r in res) else ("relu" if g == "table3" else "diffgrad")
         md += [f"### Final test accuracy and difference to {ref}", "", compare_markdown(compare_to(res, ref), ref), ""]
@@ -561,12 +567,14 @@ def main(argv=None):
         grids = {g: make_grid(g, sc["preset"], **_parse_set(a.set), **({"seeds": tuple(a.seeds)} if a.seeds else {}))
                  for g in sc["grids"]}
     except (ValueError, ConfigError) as e: p.error(str(e))
+    for note in _lr_notes(_parse_set(a.set), [c for cells in grids.values() for c in cells]): print(f"diffgrad_main: {note}", file=sys.stderr)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     jobs = a.jobs or (max(1, gpus // max(1, a.torchrun)) if gpus else min(2, os.cpu_count() or 1))
     if jobs < 1: p.error(f"--jobs {jobs}: expected >= 1")
     t0 = time.time(); out.mkdir(parents=True, exist_ok=True)
     print(f"diffgrad_main: scale {a.scale}, {sum(map(len, grids.values()))} cells, {jobs} job(s), runs in {a.runs}, report in {out}", flush=True)
     syn = None if a.no_synthetic else run_synthetic_part(out, sc["synthetic"])
+    failed = []
     for g in grids:
         env = dict(os.environ)
         if not gpus: env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -576,10 +584,14 @@ def main(argv=None):
             if gpus and jobs > 1 and not a.torchrun: e["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
             procs.append(subprocess.Popen(_worker_cmd(a, g, i, jobs), env=e))
         codes = [q.wait() for q in procs]
-        if any(codes): raise SystemExit(f"diffgrad_main: a sweep worker of grid {g} failed (exit codes {codes}); rerun to resume")
+        if any(codes): failed.append(f"grid {g} (worker exit codes {codes})")
     note = (f"Made by `diffgrad_main {' '.join(argv if argv is not None else sys.argv[1:])}` (scale `{a.scale}`) in "
             f"{(time.time() - t0)/60:.1f} min on {os.cpu_count()} CPU cores{f' and {gpus} GPU(s)' if gpus else ''}, "
             f"torch {torch.__version__}, {jobs} job(s) at once. Cell settings: preset `{sc['preset']}` "
             f"{json.dumps(PRESETS[sc['preset']])}{' with ' + ' '.join(a.set) if a.set else ''}.")
     rep = write_report(grids, a.runs, out, syn, note)
     print(f"diffgrad_main: wrote {rep} in {(time.time() - t0)/60:.1f} min", flush=True)
+    if failed: raise SystemExit(f"diffgrad_main: cells failed in {', '.join(failed)}: see the report's failed cells; rerun to resume the others")
+
+# %% ../nbs/07_experiments.ipynb #952b5e90
+if __name__ == "__main__" and "__file__" in globals(): sweep_main()   # python -m diffgrad_nb.experiments (not when this notebook runs)

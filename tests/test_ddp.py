@@ -63,8 +63,8 @@ def test_two_gloo_processes_equal_one_process_on_the_combined_batch(tmp_path):
     m = net()   # one process, global batch 32 (this pytest process has no WORLD_SIZE)
     single = train(TrainConfig(**CONFIG, batch_size=32, out_dir=str(tmp_path/'single')), model=m)
     assert single['world_size'] == 1 and single['status'] == 'completed'
-    w0, w1 = torch.load(tmp_path/'ddp_rank0.pt'), torch.load(tmp_path/'ddp_rank1.pt')
-    r0, r1 = torch.load(tmp_path/'ddp_resumed_rank0.pt'), torch.load(tmp_path/'ddp_resumed_rank1.pt')
+    w0, w1 = torch.load(tmp_path/'ddp_rank0.pt', weights_only=True), torch.load(tmp_path/'ddp_rank1.pt', weights_only=True)
+    r0, r1 = torch.load(tmp_path/'ddp_resumed_rank0.pt', weights_only=True), torch.load(tmp_path/'ddp_resumed_rank1.pt', weights_only=True)
     for k, v in m.state_dict().items():
         assert torch.equal(w0[k], w1[k]), f'{k}: the two ranks disagree'
         assert torch.equal(r0[k], w0[k]) and torch.equal(r1[k], w0[k]), f'{k}: the interrupted and resumed 2-rank run differs'
@@ -80,5 +80,5 @@ def test_two_gloo_processes_equal_one_process_on_the_combined_batch(tmp_path):
 
     cli = json.loads((tmp_path/'cli'/'summary.json').read_text())
     assert cli['status'] == 'completed' and cli['world_size'] == 2 and cli['epochs_done'] == 2
-    ck = torch.load(tmp_path/'cli'/'checkpoint.pt', weights_only=False)
+    ck = torch.load(tmp_path/'cli'/'checkpoint.pt', weights_only=True)
     assert ck['world_size'] == 2 and len(ck['ranks']) == 2 and len(rows(tmp_path/'cli')) == 2

@@ -38,7 +38,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     p.communicate(timeout=60)
     assert p.returncode == -signal.SIGKILL
     assert not (out/'summary.json').exists(), 'the run had finished before the kill: nothing was tested'
-    at = torch.load(ckpt, weights_only=False)['run']
+    at = torch.load(ckpt, weights_only=True)['run']
     assert at['global_step'] < 2*6, at
 
     r = subprocess.run(_cmd(out), env=ENV, capture_output=True, text=True, timeout=300)   # the same command again
@@ -47,11 +47,11 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert s['status'] == 'completed' and s['epochs_done'] == 2
     assert s['resumed_from'] is not None and s['resumed_from']['epoch']*6 + s['resumed_from']['step'] >= 2
 
-    a, b = torch.load(ref/'model.pt'), torch.load(out/'model.pt')
+    a, b = torch.load(ref/'model.pt', weights_only=True), torch.load(out/'model.pt', weights_only=True)
     assert a.keys() == b.keys()
     for k in a: assert torch.equal(a[k], b[k]), f'{k} differs after resuming'
-    oa = torch.load(ref/'checkpoint.pt', weights_only=False)['optimizer']['state']
-    ob = torch.load(out/'checkpoint.pt', weights_only=False)['optimizer']['state']
+    oa = torch.load(ref/'checkpoint.pt', weights_only=True)['optimizer']['state']
+    ob = torch.load(out/'checkpoint.pt', weights_only=True)['optimizer']['state']
     for i in oa:
         for k in oa[i]: assert torch.equal(oa[i][k], ob[i][k]), f'optimizer state {i}.{k} differs after resuming'
     assert _metrics(ref) == _metrics(out)
