@@ -7,8 +7,9 @@ any bug survives (issue 18).
 
 CI runs it through tests/test_mutants.py (no baseline: the notebooks' own CI tests are that; one mutant at a time, since
 pytest -n 2 already keeps both cores busy). Measured on the 2-core development machine, shared with other jobs (load
-average about 12): 22 mutants plus the baseline, 2 at a time, 700 s wall and 3.8 CPU-minutes; the CI form costs about
-3 CPU-minutes, so it fits CI's budget (a full CI run is about 5 minutes).
+average about 11): 22 mutants plus the baseline, 2 at a time, 700 s wall and 3.8 CPU-minutes; the CI form
+(tests/test_mutants.py, one at a time, no baseline) 346 s wall and 2.7 CPU-minutes, which fits CI's budget (a full CI
+run is about 5 minutes on 2 cores).
 
 Each mutant is a small, plausible bug, written down as text edits in MUTANTS below: (file, old text, new text), plus
 why it is a bug. It is applied, as a real bug would be, to the notebook cell AND to the module nbdev exported from it,
@@ -20,7 +21,7 @@ function moving to another module needs no change here.) An unmutated copy is ru
 pass, or every kill would mean nothing. The fused kernel is rebuilt for each mutant that changes it, into a temporary
 cache, not ~/.cache/diffgrad_nb.
 
-Why not a mutation-testing library: mutmut (3.x), cosmic-ray (8.x) and mutatest generate mutants from operators
+Why not a mutation-testing library: mutmut (3.x), cosmic-ray (8.x) and mutatest (3.1, last released 2022) generate mutants from operators
 applied to the abstract syntax tree of Python modules (a `+` made `-`, a constant changed...) and re-run pytest. Here
 (1) the source is the notebook and the module is generated from it: a library that mutates diffgrad_nb/*.py leaves the
 notebook's own copy of the function, which its tests call, unchanged; (2) a good share of the optimizer is C source held
