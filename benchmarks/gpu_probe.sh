@@ -10,7 +10,7 @@
 #                                                      # CPU smoke run of the same code (tests/test_train_cli.py)
 # Python: $PYTHON if set; else .venv/bin/python if it can import the package; else python3 if it can (a GPU image's own
 # torch, left as it is); else python3 if it has torch, after `pip install -e .` adds the missing requirements; else a
-# new .venv with the package's pinned requirements from PyPI. The package itself is used from this checkout
+# new .venv with the package's requirements from PyPI at the versions CI pins (constraints.txt). The package itself is used from this checkout
 # (PYTHONPATH), so nothing is installed where everything is already there.
 # CIFAR-10: $DIFFGRAD_DATA or ./data holding cifar-10-batches-py/ or cifar-10-python.tar.gz (no download is tried).
 set -euo pipefail
@@ -25,7 +25,7 @@ elif python3 -c "import torch" 2>/dev/null; then
   PY=python3; "$PY" -m pip install -q -e .
 else
   echo "== no Python with torch here: creating .venv and installing the package (needs PyPI)" >&2
-  python3 -m venv .venv && .venv/bin/python -m pip install -q -e .
+  python3 -m venv .venv && .venv/bin/python -m pip install -q -c constraints.txt -e .
   PY=.venv/bin/python
 fi
 echo "== python: $(command -v "$PY")" >&2

@@ -394,17 +394,30 @@ class BatchIterator:
         if not self.shuffle: return torch.arange(n)
         return torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, 'order', epoch)))
 
+    def _epoch_plan(self, epoch: int, start: int) -> tuple:
+        "The order and augmentation draws of batches start..end of `epoch`, made on the CPU (device-independent) and moved to the device in one copy: a training step then needs no host-device transfer."
+        n, g = len(self), self.global_batch_size
+        order = self.order(epoch)[start*g:n*g]
+        parts = [order]
+        if self.augment:
+            draws = [augment_params(min(g, self.x.shape[0] - i*g), torch.Generator().manual_seed(_seed(self.seed, 'augment', epoch, i)), self.pad)
+                     for i in range(start, n)]
+            parts += [torch.cat([d[k].long() for d in draws]) for k in range(3)]
+        plan = torch.stack(parts)
+        if self.device.type == 'cuda': plan = plan.pin_memory().to(self.device, non_blocking=True)
+        return plan
+
     def __iter__(self):
         n, g, epoch = len(self), self.global_batch_size, self.epoch
         start = self.position if self.position < n else 0
-        order = self.order(epoch).to(self.device)
+        plan = self._epoch_plan(epoch, start) if start < n else None
         for i in range(start, n):
-            gidx = order[i*g:(i+1)*g]
-            parts = torch.arange(len(gidx)).tensor_split(self.world_size)[self.rank]
-            idx = gidx[parts.to(self.device)]
+            lo_g, hi_g = (i - start)*g, min((i - start + 1)*g, plan.shape[1])   # this global batch's columns of the plan
+            size = hi_g - lo_g
+            lo = lo_g + (size//self.world_size)*self.rank + min(self.rank, size % self.world_size)   # tensor_split's share of this rank
+            hi = lo + size//self.world_size + (self.rank < size % self.world_size)
+            idx = plan[0, lo:hi]
             xb = self.x[idx]
-            if self.augment:
-                flip, oy, ox = augment_params(len(gidx), torch.Generator().manual_seed(_seed(self.seed, 'augment', epoch, i)), self.pad)
-                xb = apply_augment(xb, flip[parts], oy[parts], ox[parts], self.pad)
+            if self.augment: xb = apply_augment(xb, plan[1, lo:hi].bool(), plan[2, lo:hi], plan[3, lo:hi], self.pad)
             self.position = i + 1
             yield _normalize(xb, self.mean, self.std), self.y[idx]

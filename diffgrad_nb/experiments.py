@@ -8,8 +8,8 @@ __all__ = ['PAPER_COLUMNS', 'PAPER_TABLES', 'PROTOCOL', 'TABLE1_OPTIMIZERS', 'TA
            'table2_grid', 'table3_grid', 'fmnist_grid', 'fmnist_long_grid', 'fmnist_full_grid', 'make_grid', 'cell_dir',
            'placed', 'cell_status', 'parse_shard', 'shard', 'config_args', 'run_cell', 'sweep', 'grid_parser',
            'grid_from_args', 'sweep_main', 'load_results', 'summarize', 'table_vs_paper', 't975', 'compare_to',
-           'compare_markdown', 'plot_curves', 'results_csv', 'write_report', 'friction_stats', 'run_synthetic_part',
-           'main_parser', 'main']
+           'compare_markdown', 'plot_curves', 'results_csv', 'write_report', 'friction_stats', 'visible_gpus',
+           'gpu_slices', 'run_synthetic_part', 'main_parser', 'main']
 
 # %% ../nbs/07_experiments.ipynb #dc2ca08d
 import argparse, json, math, os, socket, subprocess, sys, time
@@ -527,6 +527,18 @@ def _worker_cmd(a, grid, i, n) -> list:
     for s in a.set: cmd += ["--set", s]
     return cmd
 
+def visible_gpus(env=None) -> list:
+    "The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (an inherited list, e.g. a scheduler's, is kept), else 0..device_count-1."
+    import torch
+    env = os.environ if env is None else env
+    if env.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()][:torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+def gpu_slices(gpus: list, jobs: int, per_job: int) -> list:
+    "CUDA_VISIBLE_DEVICES of each of `jobs` workers: `per_job` consecutive GPUs of `gpus` each (shared round-robin if there are fewer)."
+    return [",".join(gpus[(i*per_job + k) % len(gpus)] for k in range(per_job)) for i in range(jobs)]
+
 def run_synthetic_part(out: Path, mode: str, log=print):
     "The synthetic experiment (paper Sec. V) into out/synthetic, if this install has it; returns its folder or None."
     try: from diffgrad_nb.synthetic import run_synthetic
@@ -568,7 +580,7 @@ def main(argv=None):
                  for g in sc["grids"]}
     except (ValueError, ConfigError) as e: p.error(str(e))
     for note in _lr_notes(_parse_set(a.set), [c for cells in grids.values() for c in cells]): print(f"diffgrad_main: {note}", file=sys.stderr)
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = visible_gpus(); gpus = len(visible)
     jobs = a.jobs or (max(1, gpus // max(1, a.torchrun)) if gpus else min(2, os.cpu_count() or 1))
     if jobs < 1: p.error(f"--jobs {jobs}: expected >= 1")
     t0 = time.time(); out.mkdir(parents=True, exist_ok=True)
@@ -578,10 +590,9 @@ def main(argv=None):
     for g in grids:
         env = dict(os.environ)
         if not gpus: env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-        procs = []
-        for i in range(jobs):
-            e = dict(env)
-            if gpus and jobs > 1 and not a.torchrun: e["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        procs, slices = [], gpu_slices(visible, jobs, max(1, a.torchrun)) if gpus else [None]*jobs
+        for i in range(jobs):   # each job its own slice of the visible GPUs (torchrun's ranks then use cuda:0..N-1 of it)
+            e = dict(env, **({"CUDA_VISIBLE_DEVICES": slices[i]} if slices[i] is not None else {}))
             procs.append(subprocess.Popen(_worker_cmd(a, g, i, jobs), env=e))
         codes = [q.wait() for q in procs]
         if any(codes): failed.append(f"grid {g} (worker exit codes {codes})")

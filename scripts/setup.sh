@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch/torchvision are pinned exactly (pyproject.toml): on this project's machines pip takes them from local disk.
-.venv/bin/python -m pip install -q -e ".[dev]"
+# pyproject.toml declares the supported range; constraints.txt pins the exact torch/torchvision CI tests with
+# (on this project's machines pip takes them from local disk).
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"

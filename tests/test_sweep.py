@@ -44,3 +44,22 @@ def test_main_smoke_writes_report_and_resumes(tmp_path):
     assert 'adam_lr/2' in {x['row'] for x in rows}
     r2 = _run(BIN/'diffgrad_main', '--scale', 'smoke', '--seeds', '0', '--out', out, '--no-synthetic')   # rerun: nothing to train
     assert r2.returncode == 0 and 'completed' not in r2.stdout and r2.stdout.count('done ') == 14, r2.stdout[-3000:]
+
+def test_main_gives_each_job_its_own_slice_of_the_inherited_gpus(tmp_path, monkeypatch):
+    "a scheduler gave this job GPUs 3,5,6,7; with --torchrun 2 the two sweep workers get 3,5 and 6,7 (seen in the env each is started with)"
+    import subprocess as sp, torch
+    from diffgrad_nb import experiments as E
+    started = []
+    class Worker:
+        def __init__(self, cmd, env): started.append((cmd, env))
+        def wait(self): return 0
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '3,5,6,7')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 4)
+    monkeypatch.setattr(E.subprocess, 'Popen', Worker)
+    E.main(['--scale', 'smoke', '--torchrun', '2', '--no-synthetic', '--seeds', '0', '--out', str(tmp_path)])
+    assert [e['CUDA_VISIBLE_DEVICES'] for _, e in started] == ['3,5', '6,7'], [e.get('CUDA_VISIBLE_DEVICES') for _, e in started]
+    assert [c[c.index('--shard') + 1] for c, _ in started] == ['0/2', '1/2']
+    started.clear()
+    E.main(['--scale', 'smoke', '--no-synthetic', '--seeds', '0', '--out', str(tmp_path)])   # one GPU per job
+    assert [e['CUDA_VISIBLE_DEVICES'] for _, e in started] == ['3', '5', '6', '7'], [e.get('CUDA_VISIBLE_DEVICES') for _, e in started]
