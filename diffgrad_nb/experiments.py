@@ -458,18 +458,20 @@ def compare_to(results: list, reference: str="adam", # the row every other row i
 def _p(v): return "—" if v is None else "<0.001" if v < 1e-3 else f"{v:.3f}"
 
 def compare_markdown(rows: list, reference: str="adam") -> str:
-    "`compare_to` rows as a Markdown table."
+    "`compare_to` rows as a Markdown table (the data set and batch size said once above it when they are the same in every row)."
     tost = any(r.get("tost_p") is not None for r in rows)
     m = next((r["margin"] for r in rows if r.get("margin") is not None), None)
-    head = (f"| row | data set | batch | final acc. mean ± std (%) | seeds | Δ vs {reference} (paired, 95% CI) | p (Holm) |"
+    col = len({(r["dataset"], r["batch_size"]) for r in rows}) > 1     # data set and batch columns only where they vary
+    head = ("| row |" + (" data set | batch |" if col else "") + f" final acc. mean ± std (%) | seeds | Δ vs {reference} (paired, 95% CI) | p (Holm) |"
             + (f" TOST p, ±{m:g} (Holm) |" if tost else "") + " verdict |")
-    lines = [head, "|" + "---|"*(8 + tost)]
+    lines = [head, "|" + "---|"*(6 + 2*col + tost)]
     for r in rows:
         acc = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}"
         dd = "—" if r["diff"] is None else f"{r['diff']:+.2f}" + (f" ± {r['half_width']:.2f}" if r["half_width"] is not None else "")
-        lines.append(f"| {r['row']} | {r['dataset']} | {r['batch_size']} | {acc} | {r['n']} | {dd} | {_p(r['p_holm'])} |"
+        lines.append(f"| {r['row']} |" + (f" {r['dataset']} | {r['batch_size']} |" if col else "") + f" {acc} | {r['n']} | {dd} | {_p(r['p_holm'])} |"
                      + (f" {_p(r['tost_p_holm'])} |" if tost else "") + f" {r['verdict']} |")
-    return "\n".join(lines)
+    title = "" if col or not rows else f"{rows[0]['dataset']}, batch {rows[0]['batch_size']}:\n\n"
+    return title + "\n".join(lines)
 
 # %% ../nbs/07_experiments.ipynb #88565642
 def plot_curves(results: list, title: str="", # the results of one grid and the figure's title

@@ -350,6 +350,8 @@ def finish_page(soup, symbols, here):
     notebooks in the text linked to their pages; an on-page contents list (h2/h3 of the text) on long pages."""
     for t in soup.find_all('table'):
         if not (t.parent and 'table-scroll' in (t.parent.get('class') or [])): t.wrap(soup.new_tag('div', attrs={'class': 'table-scroll'}))
+        for td in t.find_all('td'):             # cells stay on one line (the box scrolls); only long text wraps
+            if len(td.get_text()) > 60: td['class'] = (td.get('class') or []) + ['wrap']
     for code in soup.select('.jp-RenderedMarkdown code, .jp-MarkdownOutput code'):
         if code.find_parent(['a', 'pre', 'h1', 'h2', 'h3', 'h4']): continue
         name = re.sub(r'(\(\)|\.ipynb)$', '', code.get_text().strip())
