@@ -462,14 +462,14 @@ def compare_markdown(rows: list, reference: str="adam") -> str:
     tost = any(r.get("tost_p") is not None for r in rows)
     m = next((r["margin"] for r in rows if r.get("margin") is not None), None)
     col = len({(r["dataset"], r["batch_size"]) for r in rows}) > 1     # data set and batch columns only where they vary
-    head = ("| row |" + (" data set | batch |" if col else "") + f" final acc. mean ± std (%) | seeds | Δ vs {reference} (paired, 95% CI) | p (Holm) |"
-            + (f" TOST p, ±{m:g} (Holm) |" if tost else "") + " verdict |")
+    head = ("| row |" + (" data set | batch |" if col else "") + f" Δ vs {reference} (paired, 95% CI) | p (Holm) |"
+            + (f" TOST p, ±{m:g} (Holm) |" if tost else "") + " verdict | final acc. mean ± std (%) | seeds |")   # the verdict first: wide tables scroll
     lines = [head, "|" + "---|"*(6 + 2*col + tost)]
     for r in rows:
         acc = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}"
         dd = "—" if r["diff"] is None else f"{r['diff']:+.2f}" + (f" ± {r['half_width']:.2f}" if r["half_width"] is not None else "")
-        lines.append(f"| {r['row']} |" + (f" {r['dataset']} | {r['batch_size']} |" if col else "") + f" {acc} | {r['n']} | {dd} | {_p(r['p_holm'])} |"
-                     + (f" {_p(r['tost_p_holm'])} |" if tost else "") + f" {r['verdict']} |")
+        lines.append(f"| {r['row']} |" + (f" {r['dataset']} | {r['batch_size']} |" if col else "") + f" {dd} | {_p(r['p_holm'])} |"
+                     + (f" {_p(r['tost_p_holm'])} |" if tost else "") + f" {r['verdict']} | {acc} | {r['n']} |")
     title = "" if col or not rows else f"{rows[0]['dataset']}, batch {rows[0]['batch_size']}:\n\n"
     return title + "\n".join(lines)
 
