@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['PAPER_COLUMNS', 'PAPER_TABLES', 'PROTOCOL', 'TABLE1_OPTIMIZERS', 'TABLE2_VARIANTS', 'TABLE3_ACTIVATIONS', 'STUDY',
-           'QUICK', 'SMOKE', 'LONG', 'FULL', 'GRIDS', 'PRESETS', 'RUN_FOLDERS', 'SCALES', 'Cell', 'table1_grid',
-           'table2_grid', 'table3_grid', 'fmnist_grid', 'fmnist_long_grid', 'fmnist_full_grid', 'make_grid', 'cell_dir',
-           'placed', 'cell_status', 'parse_shard', 'shard', 'config_args', 'run_cell', 'sweep', 'grid_parser',
-           'grid_from_args', 'sweep_main', 'load_results', 'summarize', 'table_vs_paper', 't975', 'compare_to',
-           'compare_markdown', 'plot_curves', 'results_csv', 'write_report', 'friction_stats', 'visible_gpus',
-           'gpu_slices', 'run_synthetic_part', 'main_parser', 'main']
+           'QUICK', 'SMOKE', 'LONG', 'FULL', 'GRIDS', 'PRESETS', 'RUN_FOLDERS', 'EQUIVALENCE_MARGIN', 'SCALES', 'Cell',
+           'table1_grid', 'table2_grid', 'table3_grid', 'fmnist_grid', 'fmnist_long_grid', 'fmnist_full_grid',
+           'make_grid', 'cell_dir', 'placed', 'cell_status', 'parse_shard', 'shard', 'config_args', 'run_cell', 'sweep',
+           'grid_parser', 'grid_from_args', 'sweep_main', 'load_results', 'summarize', 't_cdf', 't_quantile',
+           'paired_stats', 'holm', 'table_vs_paper', 'compare_to', 'compare_markdown', 'plot_curves', 'results_csv',
+           'write_report', 'friction_stats', 'visible_gpus', 'gpu_slices', 'run_synthetic_part', 'main_parser', 'main']
 
 # %% ../nbs/07_experiments.ipynb #dc2ca08d
 import argparse, json, math, os, socket, subprocess, sys, time
@@ -362,6 +362,54 @@ def summarize(results: list) -> dict:
 def _diff(s, p): return f"{s['mean'] - p:+.2f}" if s and p is not None else "—"
 def _pm(s): return f"{s['mean']:.2f} ± {s['std']:.2f}" if s["n"] > 1 else f"{s['mean']:.2f}"
 
+# %% ../nbs/07_experiments.ipynb #f2a7c9e1
+def t_cdf(t: float, df: int) -> float:
+    "P(T <= t) for Student's t with `df` degrees of freedom (via the regularized incomplete beta function of mpmath, which sympy ships)."
+    import mpmath
+    if df < 1: raise ValueError(f"df={df!r}: expected >= 1")
+    tail = 0.5*float(mpmath.betainc(df/2, 0.5, 0, df/(df + t*t), regularized=True))   # P(T > |t|)
+    return 1 - tail if t > 0 else tail
+
+def t_quantile(q: float, df: int) -> float:
+    "The `q` quantile of Student's t with `df` degrees of freedom (bisection on `t_cdf`)."
+    if not 0 < q < 1: raise ValueError(f"q={q!r}: expected 0 < q < 1")
+    lo, hi = -1e4, 1e4
+    for _ in range(100):
+        mid = (lo + hi)/2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
+    return (lo + hi)/2
+
+def paired_stats(diffs: list, # paired differences, one per seed (at least 2)
+                 margin: float=None, # equivalence margin for TOST (same unit as diffs); None: no equivalence test
+                 alpha: float=0.05, # level of both tests
+                ) -> dict:
+    """Paired t-test of mean(diffs) = 0 (two-sided p, 95% interval half-width) and, with a margin, the two one-sided tests
+    (TOST) of |mean| >= margin: `tost_p` < alpha means the mean difference lies within ±margin (its 90% interval does)."""
+    n = len(diffs)
+    if n < 2: raise ValueError(f"diffs={diffs!r}: expected at least 2 paired differences")
+    m, sd = _mean_std(diffs); se = sd/math.sqrt(n)
+    t = m/se if se > 0 else math.copysign(math.inf, m) if m else 0.0
+    p = 2*t_cdf(-abs(t), n - 1) if math.isfinite(t) else 0.0
+    out = dict(n=n, mean=m, sd=sd, se=se, t=t, p=p, half_width=t_quantile(1 - alpha/2, n - 1)*se)
+    if margin is not None:
+        if se == 0: tost = 0.0 if abs(m) < margin else 1.0
+        else: tost = max(1 - t_cdf((m + margin)/se, n - 1), t_cdf((m - margin)/se, n - 1))
+        hw90 = t_quantile(1 - alpha, n - 1)*se
+        out.update(margin=margin, tost_p=tost, ci90=(m - hw90, m + hw90))
+    return out
+
+def holm(pvalues: dict) -> dict:
+    "Holm's step-down adjustment of a family of p-values {key: p}: reject where the adjusted p < alpha (controls the family-wise error)."
+    keys = sorted(pvalues, key=pvalues.get); m = len(keys); out, run = {}, 0.0
+    for i, k in enumerate(keys):
+        run = max(run, min(1.0, (m - i)*pvalues[k])); out[k] = run
+    return out
+
+#: The equivalence margin of the study's TOST, in accuracy points. 1 point is below every advantage the paper reports for
+#: diffGrad over Adam on CIFAR-100 (1.3-3.6 points), so "within ±1 point of Adam at lr/2" rules out a difference of the
+#: size at stake; it is also below every diffGrad-Adam gap this study measured (1.5-4.2 points).
+EQUIVALENCE_MARGIN = 1.0
+
 # %% ../nbs/07_experiments.ipynb #3745e162
 def table_vs_paper(results: list, paper: dict) -> str:
     "Markdown: our final accuracy (mean ± std over seeds, n) beside the paper's, and the difference, for every cell of the table."
@@ -377,39 +425,57 @@ def table_vs_paper(results: list, paper: dict) -> str:
                          f"{p if p is not None else '—'} | {_diff(s, p)} |")
     return "\n".join(lines)
 
-#: two-sided 95% quantiles of Student's t by degrees of freedom (1..10); 1.96 beyond 30, interpolated table between
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
-def t975(df: int) -> float:
-    "The 97.5% quantile of Student's t with `df` degrees of freedom (table values; the next smaller tabulated df between them, which errs wide)."
-    if df < 1: raise ValueError(f"df={df!r}: expected >= 1")
-    return 1.96 if df > 30 else _T975[max(k for k in _T975 if k <= df)]
-
 def compare_to(results: list, reference: str="adam", # the row every other row is compared with
+               margin: float=None, # equivalence margin in accuracy points for TOST; None: no equivalence test
+               alpha: float=0.05, # level of the tests
+               rows=None, # compare only these rows (the family Holm's correction is over); default: every row
               ) -> list:
-    "Per row and column: mean ± std, and the paired (same seed: same initial weights and data order) difference to `reference` with its 95% t-interval."
+    """Per row and column: mean ± std, and the paired (same seed: same initial weights and data order) difference to
+    `reference`: its 95% t-interval, the t-test's p-value Holm-adjusted over all the comparisons made here (the family:
+    every row, or `rows`), and with
+    a `margin` the TOST p-value (also Holm-adjusted) that the difference lies within ±margin."""
     summ, out = summarize(results), []
     for (r, d, b), s in sorted(summ.items(), key=lambda kv: -kv[1]["mean"]):
+        if rows is not None and r not in rows and r != reference: continue
         ref = summ.get((reference, d, b))
-        row = dict(row=r, dataset=d, batch_size=b, mean=s["mean"], std=s["std"], n=s["n"], diff=None, half_width=None, verdict="")
+        row = dict(row=r, dataset=d, batch_size=b, mean=s["mean"], std=s["std"], n=s["n"], diff=None, half_width=None,
+                   p=None, p_holm=None, margin=margin, tost_p=None, tost_p_holm=None, verdict="")
         if ref is not None and r != reference:
             seeds = sorted(set(s["by_seed"]) & set(ref["by_seed"]))
             diffs = [s["by_seed"][k] - ref["by_seed"][k] for k in seeds]
             if len(diffs) >= 2:
-                m, sd = _mean_std(diffs); hw = t975(len(diffs) - 1)*sd/math.sqrt(len(diffs))
-                row.update(diff=m, half_width=hw, verdict=("better" if m > 0 else "worse") + " beyond seed noise" if abs(m) > hw else "within seed noise")
+                st = paired_stats(diffs, margin, alpha)
+                row.update(diff=st["mean"], half_width=st["half_width"], p=st["p"], tost_p=st.get("tost_p"), n_paired=len(diffs))
             elif len(diffs) == 1: row.update(diff=diffs[0], verdict="one seed: no noise estimate")
         out.append(row)
+    tested = [k for k, r in enumerate(out) if r["p"] is not None]
+    for key, adj in (("p", "p_holm"), ("tost_p", "tost_p_holm")):
+        if any(out[k][key] is not None for k in tested):
+            for k, v in holm({k: out[k][key] for k in tested}).items(): out[k][adj] = v
+    for k in tested:
+        r = out[k]
+        v = ("better" if r["diff"] > 0 else "worse") + f" than {reference}" if r["p_holm"] < alpha else "no difference detected"
+        if margin is not None: v += f"; within ±{margin:g} (TOST)" if r["tost_p_holm"] < alpha else f"; not shown within ±{margin:g}"
+        r["verdict"] = v
     return out
 
+def _p(v): return "—" if v is None else "<0.001" if v < 1e-3 else f"{v:.3f}"
+
 def compare_markdown(rows: list, reference: str="adam") -> str:
-    "`compare_to` rows as a Markdown table."
-    lines = [f"| row | data set | batch | final acc. mean ± std (%) | seeds | Δ vs {reference} (paired, 95% CI) | verdict |", "|---|---|---|---|---|---|---|"]
+    "`compare_to` rows as a Markdown table (the data set and batch size said once above it when they are the same in every row)."
+    tost = any(r.get("tost_p") is not None for r in rows)
+    m = next((r["margin"] for r in rows if r.get("margin") is not None), None)
+    col = len({(r["dataset"], r["batch_size"]) for r in rows}) > 1     # data set and batch columns only where they vary
+    head = ("| row |" + (" data set | batch |" if col else "") + f" Δ vs {reference} (paired, 95% CI) | p (Holm) |"
+            + (f" TOST p, ±{m:g} (Holm) |" if tost else "") + " verdict | final acc. mean ± std (%) | seeds |")   # the verdict first: wide tables scroll
+    lines = [head, "|" + "---|"*(6 + 2*col + tost)]
     for r in rows:
         acc = f"{r['mean']:.2f} ± {r['std']:.2f}" if r["n"] > 1 else f"{r['mean']:.2f}"
         dd = "—" if r["diff"] is None else f"{r['diff']:+.2f}" + (f" ± {r['half_width']:.2f}" if r["half_width"] is not None else "")
-        lines.append(f"| {r['row']} | {r['dataset']} | {r['batch_size']} | {acc} | {r['n']} | {dd} | {r['verdict']} |")
-    return "\n".join(lines)
+        lines.append(f"| {r['row']} |" + (f" {r['dataset']} | {r['batch_size']} |" if col else "") + f" {dd} | {_p(r['p_holm'])} |"
+                     + (f" {_p(r['tost_p_holm'])} |" if tost else "") + f" {r['verdict']} | {acc} | {r['n']} |")
+    title = "" if col or not rows else f"{rows[0]['dataset']}, batch {rows[0]['batch_size']}:\n\n"
+    return title + "\n".join(lines)
 
 # %% ../nbs/07_experiments.ipynb #88565642
 def plot_curves(results: list, title: str="", # the results of one grid and the figure's title
@@ -450,7 +516,7 @@ def write_report(grids: dict, # {grid name: its cells}
                  synthetic_dir=None, # a run_synthetic output folder to include
                  note: str="", # a paragraph at the top (what was run, on what machine)
                 ) -> Path:
-    "Tables (vs the paper, vs Adam with seed noise) and accuracy curves of every grid, as Markdown + CSV + PNG in `out`."
+    "Tables (vs the paper; vs Adam, paired t-tests with Holm's correction; vs Adam at lr/2 with TOST) and accuracy curves of every grid, as Markdown + CSV + PNG in `out`."
     import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     md = ["# diffgrad_nb experiment report", "", note, ""] if note else ["# diffgrad_nb experiment report", ""]
@@ -470,6 +536,10 @@ def write_report(grids: dict, # {grid name: its cells}
         if not done: continue
         ref = "adam" if any(r["row"] == "adam" for r in res) else ("relu" if g == "table3" else "diffgrad")
         md += [f"### Final test accuracy and difference to {ref}", "", compare_markdown(compare_to(res, ref), ref), ""]
+        if any(r["row"] == "adam_lr/2" for r in res):
+            half = [r for r in compare_to(res, "adam_lr/2", EQUIVALENCE_MARGIN, rows=TABLE2_VARIANTS) if r["row"] != "adam_lr/2"]
+            md += [f"### diffGrad and its variants against Adam at lr/2 (equivalence margin ±{EQUIVALENCE_MARGIN:g} point, TOST)", "",
+                   compare_markdown(half, "adam_lr/2"), ""]
         if g in PAPER_TABLES: md += ["### Beside the paper", "", table_vs_paper(res, PAPER_TABLES[g]), ""]
         fig = plot_curves(res, f"grid {g}: test accuracy per epoch"); fig.savefig(out/f"{g}_curves.png", dpi=110); plt.close(fig)
         md += [f"![{g} curves]({g}_curves.png)", ""]

@@ -17,7 +17,7 @@ README.md is index.ipynb after the same processing, converted to markdown by nbc
     python scripts/build_docs.py                 # _docs/ and README.md
     python scripts/build_docs.py --check-readme  # _docs/, and fail if README.md is not what index.ipynb gives
 """
-import argparse, copy, difflib, json, re, shutil, sys, urllib.parse
+import argparse, copy, difflib, html as htmllib, importlib, inspect, json, re, shutil, sys, urllib.parse
 from pathlib import Path
 
 import nbformat, yaml
@@ -26,7 +26,12 @@ from jinja2 import DictLoader
 from nbconvert import HTMLExporter, MarkdownExporter
 from traitlets.config import Config
 from nbdev.config import get_config
-from nbdev.processors import FilterDefaults, exec_show_docs, _re_showdoc
+import nbdev.showdoc
+from nbdev.processors import (FilterDefaults, exec_show_docs, add_show_docs, _re_showdoc, _want_doc, _show_docs, _get_nm,
+                              _def_names, cell_lang)
+from execnb.nbio import mk_cell
+from fastcore.foundation import L
+from fastcore.docments import _ital_first
 
 MATHJAX_CONFIG = 'TeX-AMS-MML_HTMLorMML-full,Safe'   # the combined configuration jupyter-server-mathjax ships
 _re_directive = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
@@ -83,6 +88,10 @@ MathJax.Hub.Queue(["Typeset", MathJax.Hub], function () { document.documentEleme
 {%- endif %}
 {%- endblock body_header -%}
 {%- block body_footer -%}
+<nav class="page-nav" aria-label="previous and next page">
+{%- if resources.site.prev %}<a class="page-prev" href="{{ resources.site.prev.href }}">&larr; {{ resources.site.prev.title | e }}</a>{% endif %}
+{%- if resources.site.next %}<a class="page-next" href="{{ resources.site.next.href }}">{{ resources.site.next.title | e }} &rarr;</a>{% endif %}
+</nav>
 <footer class="site-footer">Rendered from <code>{{ resources.site.source }}</code> by nbdev's processing and nbconvert
 (the offline build, <code>scripts/build_docs.py</code>); with Quarto, <code>nbdev_docs</code> builds the same pages.</footer>
 </main>
@@ -102,6 +111,51 @@ def inputs_digest():
     for f in files:
         if f.is_file() and '.ipynb_checkpoints' not in f.parts: h.update(str(f).encode() + b'\0' + f.read_bytes())
     return h.hexdigest()
+
+
+_re_code_span = re.compile(r'(`+)(.+?)\1', re.DOTALL)
+
+
+def escape_markdown(text):
+    "Text shown as Markdown literally: `*`, `_`, `<grid>` etc. escaped outside `code spans` (which stay code)."
+    def esc(t):
+        t = re.sub(r'([\\*_\[\]|#~])', r'\\\1', t)
+        return t.replace('<', '&lt;').replace('>', '&gt;')
+    parts = _re_code_span.split(text)          # [text, ticks, code, ticks, code, ..., text]
+    out, i = [], 0
+    while i < len(parts):
+        out.append(esc(parts[i]))
+        if i + 2 < len(parts): out.append(parts[i + 1] + parts[i + 2] + parts[i + 1])
+        i += 3
+    return ''.join(out)
+
+
+class SiteRenderer(nbdev.showdoc.BasicMarkdownRenderer):
+    """nbdev's `show_doc` Markdown, with the docstring escaped (a formula's `*` no longer starts italics, `<grid>` is
+    no longer swallowed as an HTML tag) and a class shown as `class X(`, not `def X(`."""
+    def _repr_markdown_(self):
+        md = super()._repr_markdown_()
+        if self.docs:
+            tail = '\n\n' + _ital_first(self.docs)
+            if md.endswith(tail): md = md[:-len(tail)] + '\n\n' + _ital_first(escape_markdown(self.docs))
+        if inspect.isclass(self.sym): md = md.replace('```python\ndef ', '```python\nclass ', 1)
+        return md
+
+
+class add_show_docs_in_order(add_show_docs):
+    "nbdev's `add_show_docs`, except that the entries of a cell come in source order (nbdev inserts each one at the cell's index + 1, which reverses them)."
+    def begin(self):
+        nb = self.nb
+        exports = L(cell for cell in nb.cells if _want_doc(cell))
+        trees = L(nb.cells).map(lambda c: c.parsed_()).concat()
+        shown_docs = {_get_nm(t) for t in _show_docs(trees)}
+        for cell in reversed(exports):
+            if cell_lang(cell) != 'python': raise ValueError(f"{cell.metadata.language} can't export:\n{cell.source}")
+            for nm in reversed(_def_names(cell, shown_docs)):
+                new_cell = mk_cell(f'show_doc({nm})')
+                new_cell.has_sd = True
+                nb.cells.insert(cell.idx_ + 1, new_cell)
+        nb.has_docs_ = shown_docs or exports
 
 
 class exec_show_docs_noted(exec_show_docs):
@@ -124,13 +178,16 @@ class exec_show_docs_noted(exec_show_docs):
 
 
 class FilterNoted(FilterDefaults):
-    "nbdev's processors, with `exec_show_docs` replaced by `exec_show_docs_noted`."
-    def base_procs(self): return [exec_show_docs_noted if p is exec_show_docs else p for p in super().base_procs()]
+    "nbdev's processors, with `exec_show_docs` and `add_show_docs` replaced by the versions above."
+    def base_procs(self):
+        swap = {exec_show_docs: exec_show_docs_noted, add_show_docs: add_show_docs_in_order}
+        return [swap.get(p, p) for p in super().base_procs()]
 
 
 def process_notebooks(force=False, only=None):
     "Run nbdev's processing (what `nbdev_proc_nbs` does before Quarto) into `_proc/`; return that folder."
     import nbdev.serve, nbdev.serve_drv
+    nbdev.showdoc.BasicMarkdownRenderer = SiteRenderer   # show_doc's default renderer (show_doc runs in this process)
     cache = get_config().config_path/'_proc'
     if cache.exists() and Path(__file__).stat().st_mtime > cache.stat().st_mtime: force = True   # processors changed
     if only is None:
@@ -173,12 +230,48 @@ def _table_math(line):
     return re.sub(r'\$[^$\n]+\$', lambda m: m.group(0).replace('\\|', '\\Vert{}').replace('|', '\\vert{}'), line)
 
 
+_re_callout = re.compile(r'^:::+\s*\{\.callout-(\w+)([^}]*)\}\s*$')
+_re_title_attr = re.compile(r'title="([^"]*)"')
+
+
+def callouts(md):
+    "Quarto callouts (`::: {.callout-note title=\"Findings\"}` ... `:::`) as HTML boxes around their Markdown; other fenced divs dropped, their content kept."
+    out, stack = [], []
+    for line in md.split('\n'):
+        m = _re_callout.match(line)
+        if m:
+            t = _re_title_attr.search(m.group(2))
+            out += [f'<div class="callout callout-{m.group(1)}">'] + ([f'<p class="callout-title">{htmllib.escape(t.group(1))}</p>'] if t else []) + ['']
+            stack.append(True)
+        elif re.match(r'^:::+\s*$', line) and stack:
+            if stack.pop(): out += ['', '</div>']
+        elif re.match(r'^:::+', line): stack.append(False)
+        else: out.append(line)
+    return '\n'.join(out)
+
+
 def clean_markdown(md):
-    "Drop the pandoc/Quarto-only syntax that a CommonMark renderer would print literally."
+    "Drop the pandoc/Quarto-only syntax that a CommonMark renderer would print literally (callouts become HTML boxes)."
     md = '\n'.join(_table_math(l) for l in md.split('\n'))
+    md = callouts(md)
     md = _re_fence_div.sub('', md)
     md = _re_link_attrs.sub(r'\1', md)
     return _re_heading_attrs.sub(r'\1', md)
+
+
+_re_table_sep = re.compile(r'^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$')
+
+
+def ragged_table_rows(md):
+    "Rows of the Markdown tables in `md` whose number of cells differs from the header's (a stray `|` in a cell: the renderer drops or shifts cells silently)."
+    cells = lambda l: len(re.split(r'(?<!\\)\|', l.strip().strip('|'))) if l.strip() else 0
+    lines, bad, n = md.split('\n'), [], None
+    for i, l in enumerate(lines):
+        if i + 1 < len(lines) and _re_table_sep.match(lines[i + 1]) and '|' in l: n = cells(l); continue
+        if n is None: continue
+        if not l.strip().startswith('|') and '|' not in l: n = None; continue
+        if not _re_table_sep.match(l) and cells(l) != n: bad.append(l.strip()[:160])
+    return bad
 
 
 def prepare(nb):
@@ -187,6 +280,7 @@ def prepare(nb):
     for cell in nb.cells:
         if cell.cell_type == 'markdown':
             cell.source = clean_markdown(cell.source)
+            nb.metadata.setdefault('docs_build', {}).setdefault('ragged_tables', []).extend(ragged_table_rows(cell.source))
             if not cell.source.strip() or cell.source.strip().startswith('<!-- WARNING'): continue
         elif cell.cell_type == 'code':
             opts, cell.source = directives(cell.source)
@@ -196,7 +290,9 @@ def prepare(nb):
             if opts.get('output') == 'false': cell.outputs = []
             for out in cell.get('outputs', []):
                 md = out.get('data', {}).get('text/markdown')
-                if md is not None: out['data']['text/markdown'] = clean_markdown(''.join(md))
+                if md is not None:
+                    out['data']['text/markdown'] = clean_markdown(''.join(md))
+                    nb.metadata.setdefault('docs_build', {}).setdefault('ragged_tables', []).extend(ragged_table_rows(out['data']['text/markdown']))
             if 'remove_input' in tags and not cell.get('outputs'): continue
             cell.metadata['tags'] = sorted(tags)
         cells.append(cell)
@@ -233,8 +329,51 @@ def slug(anchor):
     return re.sub(r'[^\w.-]', '', urllib.parse.unquote(anchor).lower().replace(' ', '-'))
 
 
-def fix_links(html, href_map, site_url):
-    "Point links at the built pages (`X.ipynb` -> X's page, the site's own absolute URLs -> relative); Quarto's heading ids."
+def api_symbols(pages):
+    "{name: page#anchor} for every public function and class the site documents (its module's `__all__`), and {notebook stem: page}."
+    links = {}
+    for p in pages:
+        stem = Path(p['notebook']).stem
+        if stem != 'index': links[stem] = p['href']
+        if not p.get('module'): continue
+        try: mod = importlib.import_module(p['module'])
+        except Exception as e: print(f'WARNING: cannot import {p["module"]} to link its names: {e}', file=sys.stderr); continue
+        for name in getattr(mod, '__all__', []):
+            obj = getattr(mod, name, None)
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, '__module__', None) == p['module']:
+                links.setdefault(name, f"{p['href']}#{slug(name.lower())}")
+    return links
+
+
+def finish_page(soup, symbols, here):
+    """Tables in a box that scrolls sideways when they are wide; `code` names of documented functions, classes and
+    notebooks in the text linked to their pages; an on-page contents list (h2/h3 of the text) on long pages."""
+    for t in soup.find_all('table'):
+        if not (t.parent and 'table-scroll' in (t.parent.get('class') or [])): t.wrap(soup.new_tag('div', attrs={'class': 'table-scroll'}))
+        for td in t.find_all('td'):             # cells stay on one line (the box scrolls); only long text wraps
+            if len(td.get_text()) > 60: td['class'] = (td.get('class') or []) + ['wrap']
+    for code in soup.select('.jp-RenderedMarkdown code, .jp-MarkdownOutput code'):
+        if code.find_parent(['a', 'pre', 'h1', 'h2', 'h3', 'h4']): continue
+        name = re.sub(r'(\(\)|\.ipynb)$', '', code.get_text().strip())
+        target = symbols.get(name)
+        if not target or target == here: continue
+        a = soup.new_tag('a', href=target, attrs={'class': 'api-link'}); code.wrap(a)
+    main = soup.find('main')
+    heads = [h for h in soup.select('.jp-RenderedMarkdown h2[id], .jp-RenderedMarkdown h3[id]')]
+    if main and len([h for h in heads if h.name == 'h2']) >= 3:
+        nav = soup.new_tag('nav', attrs={'class': 'page-toc', 'aria-label': 'on this page'})
+        title = soup.new_tag('p', attrs={'class': 'page-toc-title'}); title.string = 'On this page'; nav.append(title)
+        ul = soup.new_tag('ul')
+        for h in heads:
+            li = soup.new_tag('li', attrs={'class': f'toc-{h.name}'})
+            a = soup.new_tag('a', href=f"#{h['id']}"); a.string = h.get_text().replace('¶', '').strip(); li.append(a); ul.append(li)
+        nav.append(ul)
+        main.insert_after(nav)
+    return soup
+
+
+def fix_links(html, href_map, site_url, symbols=None, here=''):
+    "Point links at the built pages (`X.ipynb` -> X's page, the site's own absolute URLs -> relative); Quarto's heading ids; then `finish_page`."
     soup = BeautifulSoup(html, 'html.parser')
     for a in soup.find_all('a', href=True):
         href = a['href']
@@ -245,7 +384,7 @@ def fix_links(html, href_map, site_url):
         a['href'] = path + (f'#{slug(frag)}' if frag and frag != 'page-title' else f'#{frag}' if frag else '')
     for h in soup.find_all(re.compile('^h[1-6]$'), id=True):
         if h['id'] != 'page-title': h['id'] = slug(h['id'])
-    return str(soup)
+    return str(finish_page(soup, symbols or {}, here))
 
 
 def copy_mathjax(out):
@@ -285,20 +424,23 @@ def build_site(proc, out, digest):
                             extra_loaders=[DictLoader({'site.html.j2': PAGE_TEMPLATE})],
                             exclude_input_prompt=True, exclude_output_prompt=True)
 
+    symbols = api_symbols([dict(href=i['href'], notebook=str(rel), module=default_exp(nbs/rel)) for (rel, _, _), i in zip(loaded, nav)])
     pages = []
-    for (rel, nb, fm), item in zip(loaded, nav):
+    for k, ((rel, nb, fm), item) in enumerate(zip(loaded, nav)):
         nb = prepare(nb)
         title = fm.get('title', rel.stem)
         nb.metadata['title'] = title if rel.name == 'index.ipynb' else f'{title} - {cfg.title}'
         desc = fm.get('description', '')
         site = dict(site_title=cfg.title, site_description=cfg.get('description', ''), title=title, description=desc,
                     description_html=inline_markdown(desc), source=f'{nbs.name}/{rel}', mathjax_config=MATHJAX_CONFIG,
-                    pages=[dict(p, current=p is item) for p in nav])
+                    pages=[dict(p, current=p is item) for p in nav],
+                    prev=nav[k - 1] if k > 0 else None, next=nav[k + 1] if k + 1 < len(nav) else None)
         html, _ = exporter.from_notebook_node(nb, resources={'site': site})
-        (out/item['href']).write_text(fix_links(html, href_map, site_url), encoding='utf-8')
+        (out/item['href']).write_text(fix_links(html, href_map, site_url, symbols, item['href']), encoding='utf-8')
         pages.append(dict(href=item['href'], title=title, notebook=str(rel), math=has_math(nb),
                           figures=n_figures(nb), module=default_exp(nbs/rel),
-                          failed_cells=nb.metadata.get('docs_build', {}).get('failed_cells', [])))
+                          failed_cells=nb.metadata.get('docs_build', {}).get('failed_cells', []),
+                          ragged_tables=nb.metadata.get('docs_build', {}).get('ragged_tables', [])))
     styles = nbs/'styles.css'
     if styles.exists(): shutil.copy2(styles, out/'styles.css')
     (out/'site.json').write_text(json.dumps(dict(inputs=digest, pages=pages), indent=1))

@@ -6,7 +6,8 @@ on 127.0.0.1 from a server it starts, and opens every page in headless Chromium 
 `chromium-driver` packages, which `.ci/run` installs; no browser is ever downloaded) through selenium. On every
 page: no console error, every image loaded, every internal link answers 200 (and its #fragment exists), nothing
 loaded from outside the site, math typeset by MathJax, and each exported function/class of the page's module has
-its `show_doc` entry with its documented parameters. Screenshots of every page go to artefacts/screenshots/.
+its `show_doc` entry with its documented parameters; every table renders as an HTML table in a box that scrolls sideways.
+Screenshots of every page, whole (in parts past 12,000 px), go to artefacts/screenshots/.
 Separately, per notebook: nbdev's processing ran every cell it runs (else `nbdev_docs` would stop on it).
 """
 import base64, dataclasses, fcntl, functools, http.server, importlib, importlib.util, inspect, json, shutil, subprocess
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS, DOCS = ROOT/'nbs', ROOT/'_docs'
 BUILD = ROOT/'scripts'/'build_docs.py'
 SHOTS = ROOT/'artefacts'/'screenshots'
+SHOT_PART = 12000   # px per screenshot part (Chromium captures at most 16,384 px in one image)
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync', '--disable-quic', '--window-size=1280,1000']
@@ -108,9 +110,30 @@ return {jax: MathJax.Hub.getAllJax().length,
         errors: Array.from(document.querySelectorAll('.merror, .MathJax_Error')).map(e => e.textContent.slice(0, 80))};
 """
 
+_TABLES_JS = r"""
+const sep = /^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$/;
+const raw = [];
+for (const el of document.querySelectorAll('.jp-RenderedMarkdown, .jp-OutputArea-output')) {
+  const lines = el.innerText.split('\n');
+  lines.forEach((l, i) => { if (sep.test(l) && i > 0 && lines[i - 1].includes('|')) raw.push(lines.slice(Math.max(0, i - 1), i + 3).join('\n').slice(0, 300)); });
+}
+const ragged = [], unboxed = [], clipped = [];
+document.querySelectorAll('main table').forEach((t, k) => {
+  const head = t.querySelector('tr');
+  const n = head ? Array.from(head.cells).reduce((a, c) => a + c.colSpan, 0) : 0;
+  t.querySelectorAll('tr').forEach((r, i) => { const m = Array.from(r.cells).reduce((a, c) => a + c.colSpan, 0); if (m !== n) ragged.push(`table ${k} row ${i}: ${m} cells, header ${n}`); });
+  const box = t.parentElement;
+  if (!box.classList.contains('table-scroll')) { unboxed.push(`table ${k}`); return; }
+  const ox = getComputedStyle(box).overflowX;
+  if (box.scrollWidth > box.clientWidth + 1 && !['auto', 'scroll'].includes(ox)) clipped.push(`table ${k}`);
+  if (box.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1) clipped.push(`table ${k} (box wider than the page column)`);
+});
+return {raw, ragged, unboxed, clipped};
+"""
+
 _SHOWDOC_JS = """
 const h = Array.from(document.querySelectorAll('h3')).find(h => h.id === arguments[0] && h.closest('.jp-OutputArea-output'));
-return h ? {tag: h.tagName, text: h.closest('.jp-OutputArea-output').innerText} : null;
+return h ? {tag: h.tagName, text: h.closest('.jp-OutputArea-output').innerText, top: h.getBoundingClientRect().top + window.scrollY} : null;
 """
 
 
@@ -169,12 +192,29 @@ def test_page(nb, site, server, browser):
         f'{url}: MathJax did not finish typesetting')
     math = browser.execute_script(_MATH_JS)
 
-    # screenshot of the whole page, for people to look at (taken before the checks, so failing pages have one too)
+    # screenshots of the whole page, for people to look at (taken before the checks, so failing pages have them too):
+    # Chromium captures at most 16,384 px at once, so a long page comes in parts of SHOT_PART px, top to bottom
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = min(browser.execute_script('return document.documentElement.scrollHeight'), 16000)
-    shot = browser.execute_cdp_cmd('Page.captureScreenshot', {'format': 'png', 'captureBeyondViewport': True,
-                                   'clip': {'x': 0, 'y': 0, 'width': 1280, 'height': height, 'scale': 1}})
-    (SHOTS/(Path(page['href']).stem + '.png')).write_bytes(base64.b64decode(shot['data']))
+    stem = Path(page['href']).stem
+    for old in SHOTS.glob(f'{stem}*.png'):
+        if old.stem == stem or old.stem.startswith(stem + '-part'): old.unlink()
+    height = browser.execute_script('return document.documentElement.scrollHeight')
+    parts = range(0, height, SHOT_PART)
+    for k, top in enumerate(parts, 1):
+        shot = browser.execute_cdp_cmd('Page.captureScreenshot', {'format': 'png', 'captureBeyondViewport': True,
+                                       'clip': {'x': 0, 'y': top, 'width': 1280, 'height': min(SHOT_PART, height - top), 'scale': 1}})
+        name = stem if len(parts) == 1 else f'{stem}-part{k}of{len(parts)}'
+        (SHOTS/f'{name}.png').write_bytes(base64.b64decode(shot['data']))
+
+    # tables: every Markdown table rendered as an HTML table (no raw |---| pipe text left in the text or outputs), its
+    # rows as wide as its header, inside a box that scrolls sideways when the table is wider than the text column
+    tables = browser.execute_script(_TABLES_JS)
+    assert not tables['raw'], f'{url}: tables left as raw pipe text:\n' + '\n---\n'.join(tables['raw'])
+    assert not tables['ragged'], f'{url}: table rows with more or fewer cells than the header: {tables["ragged"]}'
+    assert not page.get('ragged_tables'), (f'{url}: Markdown table rows with more or fewer cells than their header (escape a `|` '
+                                           f'inside a cell as `\\|`):\n' + '\n'.join(page['ragged_tables']))
+    assert not tables['unboxed'], f'{url}: tables not in a sideways-scrolling box: {tables["unboxed"]}'
+    assert not tables['clipped'], f'{url}: tables wider than their box that cannot scroll: {tables["clipped"]}'
 
     assert not math['errors'], f'{url}: TeX errors {math["errors"]}'
     if page['math']:
@@ -207,12 +247,18 @@ def test_page(nb, site, server, browser):
     assert sorted(urllib.parse.urljoin(server, p['href']) for p in pages.values()) == sorted(nav), 'sidebar must link every page'
 
     # API: each exported public function/class has a docstring and a show_doc entry listing its parameters
-    missing = []
+    # ... shown as written (its first line verbatim: no `*` or `<...>` eaten by Markdown), a class as `class X(`, and the
+    # entries in the order of the source
+    missing, order = [], []
     if page['module']:
         for name, (obj, params) in _api(page['module']).items():
             if not _own_doc(obj): missing.append(f'{name}: no docstring')
             entry = browser.execute_script(_SHOWDOC_JS, name.lower())
             if not entry or entry['tag'] != 'H3': missing.append(f'{name}: no show_doc entry (#{name.lower()})'); continue
+            order.append((entry['top'], inspect.getsourcelines(obj)[1], name))
+            first = ' '.join(_own_doc(obj).splitlines()[0].replace('`', '').split()) if _own_doc(obj) else ''
+            if first and first not in ' '.join(entry['text'].split()): missing.append(f'{name}: docstring shown mangled (want {first!r})')
+            if inspect.isclass(obj) and f'class {name}(' not in entry['text']: missing.append(f'{name}: a class shown without `class {name}(`')
             for p, d in params.items():
                 if p not in entry['text']: missing.append(f'{name}: parameter {p} not shown')
                 doc = (d.get('docment') or '').splitlines()
@@ -220,6 +266,9 @@ def test_page(nb, site, server, browser):
                 if doc and doc[0].strip() not in entry['text'] and not dataclasses.is_dataclass(obj):
                     missing.append(f'{name}: docment of {p} not shown')
     assert not missing, f'{url}: API docs incomplete:\n' + '\n'.join(missing)
+    by_page, by_source = [n for _, _, n in sorted(order)], [n for _, _, n in sorted(order, key=lambda o: o[1])]
+    assert by_page == by_source, f'{url}: API entries not in source order:\n page:   {by_page}\n source: {by_source}'
+
 
     # console: no error logged while the page loaded and rendered
     errors = [e['message'] for e in browser.get_log('browser') if e['level'] == 'SEVERE']
