@@ -7,21 +7,21 @@ __all__ = ['LRS', 'LOSS_SCALES', 'ADAM_LOSS_SCALES', 'MARGIN', 'ScaledCell', 're
            'FrictionProbe', 'read_friction', 'run_probed', 'sweep_probed', 'all_cells', 'main', 'friction_threshold',
            'scaled', 'synthetic_sweep', 'reach_rows', 'same_end_rows', 'paper_start_ends', 'claim_range',
            'plot_fig4_scales', 't_quantile', 'paired', 'load_runs', 'accuracies', 'lr_rows', 'best_lr', 'half_lr_rows',
-           'grid_mean_paired', 'plot_lr', 'friction_rows', 'plot_friction']
+           'grid_mean_paired', 'plot_lr', 'friction_rows', 'plot_friction', 'scale_rows']
 
-# %% ../nbs/08_scale.ipynb #a9eef16e
+# %% ../nbs/08_scale.ipynb #74d739bf
 import argparse, json, math
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
-from .train import TrainConfig, train, seed_everything
+from .train import train, seed_everything
 from .models import make_model
 from .data import load_dataset
 from .friction import get_friction
 from .synthetic import FUNCTIONS, GLOBAL_MIN, PAPER_SETTING, PER_TENSOR_FRICTION, QUICK as SYN_QUICK, side_by_side, minimise, optimizer_factory, nearest_minimum, friction_along
-from .experiments import Cell, PROTOCOL, STUDY, SMOKE, fmnist_grid, cell_dir, placed, cell_status, parse_shard, shard, load_results, _lock
+from .experiments import Cell, PROTOCOL, fmnist_grid, cell_dir, placed, cell_status, parse_shard, shard, load_results, _lock
 
-# %% ../nbs/08_scale.ipynb #1b8b75f6
+# %% ../nbs/08_scale.ipynb #dc8e4f1c
 #: The sweep's learning rates: the study's 1e-3 times 2^k, k = -1..4 (5e-4 ... 1.6e-2), so Adam at lr/2 is on the grid.
 LRS = tuple(PROTOCOL["lr"] * 2.0**k for k in range(-1, 5))
 #: Objective scales c (the training loss times c) for diffGrad (c = 1 is the study's run), and Adam's (its invariance).
@@ -50,7 +50,7 @@ def _one(optimizer, seed, lr, grid, overrides):
     c, = fmnist_grid((seed,), lr=lr, rows=(optimizer,), literal_adadelta=False, grid=grid, **overrides)
     return ScaledCell(c.grid, c.row, c.dataset, c.config)
 
-# %% ../nbs/08_scale.ipynb #3471697d
+# %% ../nbs/08_scale.ipynb #47fef069
 def lr_grid(seeds=(0, 1, 2), # seeds per (optimizer, lr)
             lrs=LRS, # learning rates
             optimizers=("adam", "diffgrad"), # rows
@@ -72,7 +72,7 @@ def scale_grid(seeds=(0, 1, 2), # seeds per (optimizer, loss scale)
     study = [c for c in _study_cells(seeds, overrides) if c.config.optimizer != "diffgrad"]
     return reuse_study(cells, study)
 
-# %% ../nbs/08_scale.ipynb #f06281cb
+# %% ../nbs/08_scale.ipynb #a1cee98c
 class FrictionProbe:
     "An `on_step` callback for `train`: diffGrad's friction xi = DFC(g_{t-1} - g_t) after every step, overall and per parameter tensor, one JSON line per step."
     def __init__(self, model: torch.nn.Module, # the network being trained
@@ -109,7 +109,7 @@ def read_friction(path) -> list:
         if line.strip(): r = json.loads(line); rows[r["step"]] = r
     return [rows[k] for k in sorted(rows)]
 
-# %% ../nbs/08_scale.ipynb #fce0b832
+# %% ../nbs/08_scale.ipynb #37c1a6df
 def run_probed(cell: Cell, root, # the cell and the sweep root its folder is under
               ) -> dict:
     "Run (or resume) one cell; a diffGrad cell trains under a FrictionProbe writing friction.jsonl into its folder. Returns the summary."
@@ -153,17 +153,17 @@ def main(argv=None):
     a = p.parse_args(argv)
     sweep_probed(all_cells(tuple(a.seeds)), a.root, parse_shard(a.shard))
 
-# %% ../nbs/08_scale.ipynb #fb383a26
+# %% ../nbs/08_scale.ipynb #555d8379
 if __name__ == "__main__" and "__file__" in globals(): main()   # python -m diffgrad_nb.scale (not when this notebook runs)
 
-# %% ../nbs/08_scale.ipynb #14fe0651
+# %% ../nbs/08_scale.ipynb #c661cf28
 def friction_threshold(delta: float, # how far above 1/2 the friction should be, 0 < delta < 1/2
                       ) -> float:
     "The gradient change c|dg| (in the loss's units) at which diffGrad's friction reaches 1/2 + delta: 2 artanh(2 delta), about 4 delta for small delta."
     if not (isinstance(delta, (int, float)) and 0 < delta < 0.5): raise ValueError(f"Invalid delta: {delta!r} (need 0 < delta < 0.5)")
     return 2 * math.atanh(2 * delta)
 
-# %% ../nbs/08_scale.ipynb #404abd43
+# %% ../nbs/08_scale.ipynb #ac4aebd3
 def scaled(fn, # an element-wise function of a tensor (F1, F2, F3, or any other)
            c: float, # the scale, > 0
           ):
@@ -173,7 +173,7 @@ def scaled(fn, # an element-wise function of a tensor (F1, F2, F3, or any other)
     f.__name__ = f"{c:g}*{getattr(fn, '__name__', 'f')}"
     return f
 
-# %% ../nbs/08_scale.ipynb #2ec997d3
+# %% ../nbs/08_scale.ipynb #ac63a8a0
 def synthetic_sweep(scales=tuple(10.0**k for k in range(-3, 4)), # objective scales c
                     x0s=SYN_QUICK["x0s"], # starting points
                     lrs=SYN_QUICK["lrs"], # learning rates ("adam_lr/2" uses half)
@@ -201,7 +201,7 @@ def synthetic_sweep(scales=tuple(10.0**k for k in range(-3, 4)), # objective sca
                              ends_at=nearest_minimum(f, xf, tol), xi_mean=xi[j].item()))
     return rows
 
-# %% ../nbs/08_scale.ipynb #e02178d2
+# %% ../nbs/08_scale.ipynb #56271703
 def reach_rows(rows: list # output of synthetic_sweep
               ) -> list: # one row per scale and optimizer: fraction of runs reaching the global minimum, per function
     "Fraction of runs (all starts and learning rates) that end within tol of the global minimum, per scale, optimizer and function."
@@ -222,7 +222,7 @@ def same_end_rows(rows: list, # output of synthetic_sweep
                                                 for o in others}, xi_mean=sum(r["xi_mean"] for r in mine) / len(mine)))
     return out
 
-# %% ../nbs/08_scale.ipynb #413b8a5c
+# %% ../nbs/08_scale.ipynb #ad5888d9
 def paper_start_ends(scales, # objective scales c
                      optimizers=("adam", "adam_lr/2", "diffgrad"),
                     ) -> list: # one row per scale and optimizer: the minimum each function's run ends at (None: none)
@@ -240,7 +240,7 @@ def claim_range(ends: list, # output of paper_start_ends
     g = GLOBAL_MIN[function][0]
     return [c for c, o in at if o == "diffgrad" and at[c, "diffgrad"] == g and at[c, "adam"] != g]
 
-# %% ../nbs/08_scale.ipynb #d240ea17
+# %% ../nbs/08_scale.ipynb #2360850d
 def plot_fig4_scales(scales=(0.01, 1.0, 100.0), # objective scales, one column each
                      optimizers=("adam", "adam_lr/2", "diffgrad"),
                     ):
@@ -260,7 +260,7 @@ def plot_fig4_scales(scales=(0.01, 1.0, 100.0), # objective scales, one column e
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08_scale.ipynb #bbff0944
+# %% ../nbs/08_scale.ipynb #dbf4e840
 #: Equivalence margin of the TOST, in points of test accuracy (about the seed-to-seed std of the study's rows).
 MARGIN = 1.0
 
@@ -277,7 +277,7 @@ def t_quantile(p: float, # probability, 1/2 < p < 1
         lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
     return (lo + hi) / 2
 
-# %% ../nbs/08_scale.ipynb #45da7780
+# %% ../nbs/08_scale.ipynb #b294102a
 def paired(a: dict, # {seed: accuracy} of the row compared
            b: dict, # {seed: accuracy} of the reference row
            margin: float=MARGIN, # TOST equivalence margin (accuracy points)
@@ -293,7 +293,7 @@ def paired(a: dict, # {seed: accuracy} of the row compared
                f"equivalent within ±{margin:g} (TOST)" if equivalent else "inconclusive: neither different nor shown equivalent")
     return dict(out, hw95=hw95, equiv_bound=bound, different=different, equivalent=equivalent, verdict=verdict)
 
-# %% ../nbs/08_scale.ipynb #3377ca37
+# %% ../nbs/08_scale.ipynb #04dce93d
 def load_runs(cells: list, root) -> list:
     "07's `load_results` of `cells` (each run folder once), with each row's optimizer, lr and loss scale."
     seen, out = set(), []
@@ -310,7 +310,7 @@ def _ms(d: dict) -> tuple:
     v = list(d.values()); n = len(v); m = sum(v) / n if n else float("nan")
     return m, (math.sqrt(sum((x - m)**2 for x in v) / (n - 1)) if n > 1 else float("nan")), n
 
-# %% ../nbs/08_scale.ipynb #ee873813
+# %% ../nbs/08_scale.ipynb #d3c8b810
 def lr_rows(runs: list, loss_scale: float=1.0) -> list:
     "Per optimizer and lr (at one loss scale): final accuracy mean, std and seeds."
     keys = sorted({(r["optimizer"], r["lr"]) for r in runs if r["loss_scale"] == loss_scale})
@@ -344,7 +344,7 @@ def grid_mean_paired(runs: list, a: str="diffgrad", b: str="adam", factor: float
     avg = lambda i: {s: sum(p[i][s] for p in per) / len(per) for s in seeds}
     return dict(paired(avg(0), avg(1)), lrs=lrs)
 
-# %% ../nbs/08_scale.ipynb #a493ac96
+# %% ../nbs/08_scale.ipynb #0dee13eb
 def plot_lr(runs: list, a: str="diffgrad", b: str="adam"):
     "Final accuracy against lr (mean ± std over seeds) for a and b, and b shifted to 2 x lr (b at lr/2 drawn at lr)."
     import matplotlib.pyplot as plt
@@ -360,7 +360,7 @@ def plot_lr(runs: list, a: str="diffgrad", b: str="adam"):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08_scale.ipynb #87c5ab6a
+# %% ../nbs/08_scale.ipynb #96d9a4ed
 def friction_rows(cells: list, root) -> list:
     "Per probed run (its friction.jsonl): optimizer, lr, loss scale, seed, steps recorded, and means over the steps of xi's mean, median, 99th percentile, the fraction above 0.6 and |dg|; plus per-layer mean xi."
     out = []
@@ -396,3 +396,17 @@ def plot_friction(cells: list, root, lr: float=PROTOCOL["lr"]):
     a2.axhline(0.5, color="k", lw=0.8, ls=":"); a2.set(ylabel="mean xi", title="per parameter tensor (mean over steps and seeds)")
     fig.tight_layout()
     return fig
+
+# %% ../nbs/08_scale.ipynb #f488b6f4
+def scale_rows(runs: list, lr: float=PROTOCOL["lr"]) -> list:
+    "Per optimizer and loss scale at `lr`: final accuracy, and the paired difference to Adam at lr and at lr/2 (loss scale 1)."
+    ref, half = accuracies(runs, optimizer="adam", lr=lr, loss_scale=1.0), accuracies(runs, optimizer="adam", lr=lr / 2, loss_scale=1.0)
+    out = []
+    for o, c in sorted({(r["optimizer"], r["loss_scale"]) for r in runs if r["lr"] == lr}):
+        x = accuracies(runs, optimizer=o, lr=lr, loss_scale=c); m, s, n = _ms(x)
+        if not n: continue
+        a = paired(x, ref) if (o, c) != ("adam", 1.0) else dict(diff=None, hw95=None, equiv_bound=None, verdict="(the reference)")
+        h = paired(x, half)
+        out.append(dict(optimizer=o, loss_scale=c, mean=m, std=s, n=n, vs_adam=a["diff"], vs_adam_hw95=a["hw95"], vs_adam_tost=a["equiv_bound"],
+                        vs_adam_verdict=a["verdict"], vs_adam_half=h["diff"], vs_adam_half_hw95=h["hw95"], vs_adam_half_verdict=h["verdict"]))
+    return out
