@@ -53,6 +53,7 @@ class TrainConfig:
     lr_milestone: float = _opt(0.8, "fraction of the epochs after which the lr is multiplied by lr_gamma (paper: after epoch 80 of 100)")
     lr_gamma: float = _opt(0.1, "lr factor at the milestone")
     weight_decay: float = _opt(0.0, "coupled L2 weight decay passed to the optimizer (the paper gives no value)")
+    loss_scale: float = _opt(1.0, "multiply the training loss by this constant before backward (the objective's units: Adam's step does not depend on it up to eps, diffGrad's friction does; logged losses stay unscaled)")
     seed: int = _opt(0, "seed of the initial weights, the data order and the augmentation")
     device: str = _opt("auto", "cpu, cuda, cuda:N, or auto (cuda when available; under torchrun cuda:LOCAL_RANK)")
     amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU, which always runs float32)")
@@ -84,6 +85,7 @@ class TrainConfig:
         check(0 < self.lr_milestone <= 1, "lr_milestone", "must be a fraction in (0, 1]")
         check(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, "lr_gamma", "must be a finite number > 0")
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
+        check(isinstance(self.loss_scale, (int, float)) and math.isfinite(self.loss_scale) and self.loss_scale > 0, "loss_scale", "must be a finite number > 0")
         check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "use auto, cpu, cuda or cuda:N")
         check(self.out_dir is None or (isinstance(self.out_dir, str) and self.out_dir.strip() != ""), "out_dir", "must name a folder")
 
@@ -510,7 +512,7 @@ def _run(cfg, model, on_step, device, world_size, rank, out):
                 logits = fwd(xb)
                 loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * cfg.loss_scale).backward()   # loss_scale 1: the same gradient bit for bit
             opt.step()
             losses[k] = loss.detach(); k += 1
             acc[:2] += torch.stack([loss.detach().double() * len(yb), (logits.argmax(1) == yb).sum().double()]); acc[2] += len(yb)
