@@ -6,7 +6,7 @@
 __all__ = ['LRS', 'LOSS_SCALES', 'ADAM_LOSS_SCALES', 'MARGIN', 'ScaledCell', 'reuse_study', 'lr_grid', 'scale_grid',
            'FrictionProbe', 'read_friction', 'run_probed', 'sweep_probed', 'all_cells', 'main', 'friction_threshold',
            'scaled', 'synthetic_sweep', 'reach_rows', 'same_end_rows', 'paper_start_ends', 'claim_range',
-           'plot_fig4_scales', 't_quantile', 'paired', 'load_runs', 'accuracies', 'lr_rows', 'best_lr', 'half_lr_rows',
+           'plot_fig4_scales', 'paired', 'load_runs', 'accuracies', 'lr_rows', 'best_lr', 'half_lr_rows',
            'grid_mean_paired', 'plot_lr', 'friction_rows', 'plot_friction', 'scale_rows']
 
 # %% ../nbs/08_scale.ipynb #74d739bf
@@ -19,7 +19,7 @@ from .models import make_model
 from .data import load_dataset
 from .friction import get_friction
 from .synthetic import FUNCTIONS, GLOBAL_MIN, PAPER_SETTING, PER_TENSOR_FRICTION, QUICK as SYN_QUICK, side_by_side, minimise, optimizer_factory, nearest_minimum, friction_along
-from .experiments import Cell, PROTOCOL, fmnist_grid, cell_dir, placed, cell_status, parse_shard, shard, load_results, _lock
+from .experiments import Cell, PROTOCOL, fmnist_grid, cell_dir, placed, cell_status, parse_shard, shard, load_results, _lock, t_quantile
 
 # %% ../nbs/08_scale.ipynb #dc8e4f1c
 #: The sweep's learning rates: the study's 1e-3 times 2^k, k = -1..4 (5e-4 ... 1.6e-2), so Adam at lr/2 is on the grid.
@@ -264,18 +264,6 @@ def plot_fig4_scales(scales=(0.01, 1.0, 100.0), # objective scales, one column e
 #: Equivalence margin of the TOST, in points of test accuracy (about the seed-to-seed std of the study's rows).
 MARGIN = 1.0
 
-def t_quantile(p: float, # probability, 1/2 < p < 1
-               df: int, # degrees of freedom, >= 1
-              ) -> float:
-    "The p-quantile of Student's t with `df` degrees of freedom, by bisection on its CDF (mpmath's regularised incomplete beta)."
-    import mpmath
-    if not (isinstance(df, int) and df >= 1 and 0.5 < p < 1): raise ValueError(f"Invalid p, df: {p!r}, {df!r} (need 1/2 < p < 1 and an integer df >= 1)")
-    cdf = lambda t: 1 - mpmath.betainc(df / 2, 0.5, 0, df / (df + t * t), regularized=True) / 2
-    lo, hi = 0.0, 1e4
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
-    return (lo + hi) / 2
 
 # %% ../nbs/08_scale.ipynb #b294102a
 def paired(a: dict, # {seed: accuracy} of the row compared

@@ -55,7 +55,7 @@ MUTANTS = [
     Mutant('loop-bias-correction-beta2', "wrong beta in the first moment's bias correction (per-tensor path)",
            [(B, "bc1, bc2_sqrt = 1 - beta1 ** t,", "bc1, bc2_sqrt = 1 - beta2 ** t,")]),
     Mutant('kernel-bias-correction-beta2', "wrong beta in the first moment's bias correction (fused kernel)",
-           [(K, "ss[2 * t] = -h[0] / (1 - pow(h[1], tt));", "ss[2 * t] = -h[0] / (1 - pow(h[2], tt));")]),
+           [(K, "ss[2 * t] = -lr * sbc2 / (1 - pow(h[1], tt));", "ss[2 * t] = -lr * sbc2 / (1 - pow(h[2], tt));")]),
     Mutant('foreach-eps-inside-sqrt', "eps added to v under the square root instead of to sqrt(v_hat) (foreach path)",
            [(B, "denom = torch._foreach_sqrt(V)\n", "denom = torch._foreach_sqrt(torch._foreach_add(V, eps))\n"),
             (B, "torch._foreach_add_(denom, eps)\n", "\n")]),
@@ -70,9 +70,9 @@ MUTANTS = [
     Mutant('foreach-abs-swapped', "the foreach path takes |dg| where the record says dg and the other way round",
            [(B, "if friction.abs_dg: torch._foreach_abs_(D)", "if not friction.abs_dg: torch._foreach_abs_(D)")]),
     Mutant('kernel-dfc1-dfc-abs-swapped', "the kernel takes |dg| for DFC1 and dg for DFC (friction kinds swapped)",
-           [(K, "useabs = fric == 1 ? 1 : 0;", "useabs = fric == 2 ? 1 : 0;")]),
+           [(K, "useabs = fric == 1;", "useabs = fric == 2;")]),
     Mutant('kernel-maximize-ignored', "maximize=True minimises anyway (fused kernel)",
-           [(K, "const T sgn = (flags & MAXIMIZE) ? -1 : 1,", "const T sgn = 1,")]),
+           [(K, "const T sgn = (flags & MAXIMIZE) ? -1 : 1;", "const T sgn = 1;")]),
     Mutant('kernel-amsgrad-max-dropped', "AMSGrad keeps max(v_max, v) but divides by v (fused kernel)",
            [(K, "if (AMS) { vi = MAXV(vm[i], vi); vm[i] = vi; }", "if (AMS) { vm[i] = MAXV(vm[i], vi); }")]),
     Mutant('foreach-double-step', "the step count incremented twice per step (foreach path)",
@@ -102,7 +102,7 @@ MUTANTS = [
             (B, "torch._foreach_sub_(D, G)  ", "torch._foreach_sub_(D, G); torch._foreach_neg_(D)  "),
             (K, "T dg = d[i] - gi;", "T dg = gi - d[i];")]),
     Mutant('kernel-reads-t-early', "the kernel computes the bias corrections from the step count before incrementing it",
-           [(K, "double tt = *step;", "double tt = *step - 1;")]),
+           [(K, "double tt = *step, sbc2", "double tt = *step - 1, sbc2")]),
 ]
 
 def _code_cells(nb):
