@@ -19,7 +19,7 @@ from .models import make_model
 from .data import load_dataset
 from .friction import get_friction
 from .synthetic import FUNCTIONS, GLOBAL_MIN, PAPER_SETTING, PER_TENSOR_FRICTION, QUICK as SYN_QUICK, side_by_side, minimise, optimizer_factory, nearest_minimum, friction_along
-from .experiments import Cell, PROTOCOL, fmnist_grid, cell_dir, placed, cell_status, parse_shard, shard, load_results, _lock, t_quantile
+from .experiments import Cell, PROTOCOL, fmnist_grid, cell_dir, placed, cell_status, parse_shard, shard, load_results, _lock, paired_stats
 
 # %% ../nbs/08_scale.ipynb #dc8e4f1c
 #: The sweep's learning rates: the study's 1e-3 times 2^k, k = -1..4 (5e-4 ... 1.6e-2), so Adam at lr/2 is on the grid.
@@ -270,16 +270,16 @@ def paired(a: dict, # {seed: accuracy} of the row compared
            b: dict, # {seed: accuracy} of the reference row
            margin: float=MARGIN, # TOST equivalence margin (accuracy points)
           ) -> dict:
-    "a - b over the seeds both have: mean, 95% t half-width, whether they differ, the TOST bound (|mean| + 90% half-width) and whether they are equivalent within +-margin."
+    "a - b over the seeds both have (07's `paired_stats`): mean, 95% t half-width, whether they differ, the TOST bound (|mean| + 90% half-width) and whether they are equivalent within +-margin."
     seeds = sorted(set(a) & set(b)); d = [a[s] - b[s] for s in seeds]; n = len(d)
     out = dict(n=n, diff=sum(d) / n if n else None, hw95=None, equiv_bound=None, different=None, equivalent=None)
     if n < 2: return dict(out, verdict=f"{n} paired seed(s): no test")
-    m = out["diff"]; se = math.sqrt(sum((x - m)**2 for x in d) / (n - 1) / n)
-    hw95, bound = t_quantile(0.975, n - 1) * se, abs(m) + t_quantile(0.95, n - 1) * se
+    s = paired_stats(d, margin)                                   # 07's paired t-test and TOST
+    m, hw95, bound = s["mean"], s["half_width"], max(abs(x) for x in s["ci90"])   # bound = |mean| + 90% half-width
     different, equivalent = abs(m) > hw95, bound < margin
     verdict = (("higher" if m > 0 else "lower") + " beyond seed noise" if different else
                f"equivalent within ±{margin:g} (TOST)" if equivalent else "inconclusive: neither different nor shown equivalent")
-    return dict(out, hw95=hw95, equiv_bound=bound, different=different, equivalent=equivalent, verdict=verdict)
+    return dict(out, diff=m, hw95=hw95, equiv_bound=bound, different=different, equivalent=equivalent, verdict=verdict)
 
 # %% ../nbs/08_scale.ipynb #04dce93d
 def load_runs(cells: list, root) -> list:
