@@ -4,9 +4,10 @@ Where Quarto is installed, `nbdev_docs` builds the real nbdev site (and README.m
 Quarto cannot be installed on this project's machines, so this script does what nbdev_docs does with the two
 parts available here:
 
-1. nbdev's own processing (`nbdev.serve.proc_nbs`, the step `nbdev_proc_nbs` runs before Quarto) writes the
-   processed notebooks to `_proc/`: `#| hide`/`#| export` cells removed, `show_doc` cells added and executed for
-   every exported symbol, front matter (title, description, output file) taken from the first markdown cell.
+1. nbdev's own processing (what `nbdev_proc_nbs` runs before Quarto, through nbdev's public pieces: `proc_nbs`,
+   `serve_drv.main`, a `FilterDefaults` subclass, `show_doc`'s `renderer`) writes the processed notebooks to
+   `_proc/`: `#| hide`/`#| export` cells removed, `show_doc` cells added and executed for every exported symbol,
+   front matter (title, description, output file) taken from the first markdown cell.
 2. nbconvert renders each processed notebook, with its stored outputs, to `_docs/<output-file>.html`, honouring
    the Quarto cell options nbdev leaves behind (`echo`, `output`, `include`), inside one page layout with a
    header and a sidebar linking every page. Math is typeset by a MathJax copied into `_docs/mathjax/` from the
@@ -17,7 +18,7 @@ README.md is index.ipynb after the same processing, converted to markdown by nbc
     python scripts/build_docs.py                 # _docs/ and README.md
     python scripts/build_docs.py --check-readme  # _docs/, and fail if README.md is not what index.ipynb gives
 """
-import argparse, copy, difflib, html as htmllib, importlib, inspect, json, re, shutil, sys, urllib.parse
+import argparse, copy, difflib, functools, html as htmllib, importlib, inspect, json, re, shutil, sys, urllib.parse
 from pathlib import Path
 
 import nbformat, yaml
@@ -27,11 +28,9 @@ from nbconvert import HTMLExporter, MarkdownExporter
 from traitlets.config import Config
 from nbdev.config import get_config
 import nbdev.showdoc
-from nbdev.processors import (FilterDefaults, exec_show_docs, add_show_docs, _re_showdoc, _want_doc, _show_docs, _get_nm,
-                              _def_names, cell_lang)
-from execnb.nbio import mk_cell
-from fastcore.foundation import L
-from fastcore.docments import _ital_first
+from nbdev.process import Processor
+from nbdev.processors import FilterDefaults, exec_show_docs, add_show_docs
+from fastcore.docments import _ital_first   # what nbdev's renderer italicises the docstring with: SiteRenderer finds it by it
 
 MATHJAX_CONFIG = 'TeX-AMS-MML_HTMLorMML-full,Safe'   # the combined configuration jupyter-server-mathjax ships
 _re_directive = re.compile(r'^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$')
@@ -142,32 +141,39 @@ class SiteRenderer(nbdev.showdoc.BasicMarkdownRenderer):
         return md
 
 
-class add_show_docs_in_order(add_show_docs):
-    "nbdev's `add_show_docs`, except that the entries of a cell come in source order (nbdev inserts each one at the cell's index + 1, which reverses them)."
+class show_docs_in_order(Processor):
+    """Put the `show_doc` cells nbdev's `add_show_docs` added after an exported cell in source order (it inserts each
+    at the cell's index + 1, which reverses them). Runs right after it: the cells it added are marked `has_sd`."""
     def begin(self):
-        nb = self.nb
-        exports = L(cell for cell in nb.cells if _want_doc(cell))
-        trees = L(nb.cells).map(lambda c: c.parsed_()).concat()
-        shown_docs = {_get_nm(t) for t in _show_docs(trees)}
-        for cell in reversed(exports):
-            if cell_lang(cell) != 'python': raise ValueError(f"{cell.metadata.language} can't export:\n{cell.source}")
-            for nm in reversed(_def_names(cell, shown_docs)):
-                new_cell = mk_cell(f'show_doc({nm})')
-                new_cell.has_sd = True
-                nb.cells.insert(cell.idx_ + 1, new_cell)
-        nb.has_docs_ = shown_docs or exports
+        cells, added = [], []
+        for cell in self.nb.cells:
+            if cell.get('has_sd'):
+                added.append(cell)
+                continue
+            cells += reversed(added)
+            added = []
+            cells.append(cell)
+        self.nb.cells = cells + added[::-1]
+
+
+_re_show_doc_cell = re.compile(r'^show_doc\(', re.MULTILINE)   # a cell that renders API docs (nbdev's test is private)
 
 
 class exec_show_docs_noted(exec_show_docs):
     """nbdev's `exec_show_docs`, except that a failing cell which is not a `show_doc` is noted in the notebook's
     metadata (and keeps its stored outputs) instead of stopping the build. nbdev runs every cell that contains an
     import, without the cells before it; a cell that mixes an import with other code then fails, and `nbdev_docs`
-    stops there. The pages still build and get checked; tests/test_docs.py fails on the note, naming the cell."""
+    stops there. The pages still build and get checked; tests/test_docs.py fails on the note, naming the cell.
+    Its `show_doc` renders with `SiteRenderer`, through show_doc's own `renderer` parameter."""
+    def begin(self):
+        super().begin()
+        if hasattr(self, 'k'): self.k.user_ns['show_doc'] = functools.partial(nbdev.showdoc.show_doc, renderer=SiteRenderer)
+
     def __call__(self, cell):
         outputs = copy.deepcopy(cell.get('outputs'))
         try: return super().__call__(cell)
         except Exception:
-            if _re_showdoc.search(cell.source or ''): raise
+            if _re_show_doc_cell.search(cell.source or ''): raise
             if outputs is not None: cell['outputs'] = outputs
             err = f'{type(self.k.exc).__name__}: {self.k.exc}'
             self.k.exc = None                      # nbdev re-raises a stored error at every later cell
@@ -178,25 +184,34 @@ class exec_show_docs_noted(exec_show_docs):
 
 
 class FilterNoted(FilterDefaults):
-    "nbdev's processors, with `exec_show_docs` and `add_show_docs` replaced by the versions above."
+    """nbdev's processors (subclassing FilterDefaults is nbdev's documented way to change them), with `exec_show_docs`
+    replaced by the version above and `show_docs_in_order` right after `add_show_docs`. The `procs`/`skip_procs`
+    settings cannot do this: `procs` only appends processors at the end, after the exported cells are gone."""
     def base_procs(self):
-        swap = {exec_show_docs: exec_show_docs_noted, add_show_docs: add_show_docs_in_order}
-        return [swap.get(p, p) for p in super().base_procs()]
+        procs = []
+        for p in super().base_procs():
+            procs.append(exec_show_docs_noted if p is exec_show_docs else p)
+            if p is add_show_docs: procs.append(show_docs_in_order)
+        return procs
 
 
 def process_notebooks(force=False, only=None):
-    "Run nbdev's processing (what `nbdev_proc_nbs` does before Quarto) into `_proc/`; return that folder."
+    """Run nbdev's processing (what `nbdev_proc_nbs` does before Quarto) into `_proc/`; return that folder.
+    `nbdev.serve.proc_nbs` takes no processors (it reads the module's `FilterDefaults`), so it only copies the other
+    files here, and each notebook goes through `nbdev.serve_drv.main` with `FilterNoted`: the call proc_nbs makes
+    for each notebook, in this process (no pool), skipped (as proc_nbs does) when `_proc/` holds it newer than its
+    source; `only` (README.md alone) is always processed."""
     import nbdev.serve, nbdev.serve_drv
-    nbdev.showdoc.BasicMarkdownRenderer = SiteRenderer   # show_doc's default renderer (show_doc runs in this process)
-    cache = get_config().config_path/'_proc'
-    if cache.exists() and Path(__file__).stat().st_mtime > cache.stat().st_mtime: force = True   # processors changed
-    if only is None:
-        nbdev.serve.FilterDefaults = FilterNoted   # the processors proc_nbs applies (in this process: n_workers=0)
-        return Path(nbdev.serve.proc_nbs(force=force, n_workers=0))
-    cfg = get_config()                             # one notebook (README only): the same processing, no pool
+    cfg = get_config()
     proc = cfg.config_path/'_proc'
-    (proc/only).parent.mkdir(parents=True, exist_ok=True)
-    nbdev.serve_drv.main((cfg.nbs_path/only, proc/only, FilterNoted))
+    if proc.exists() and Path(__file__).stat().st_mtime > proc.stat().st_mtime: force = True   # processors changed
+    if only is None: nbdev.serve.proc_nbs(force=force, n_workers=0, skip_file_glob='*.ipynb')
+    for src in ([cfg.nbs_path/only] if only else source_notebooks(cfg.nbs_path)):
+        dst = proc/Path(src).relative_to(cfg.nbs_path)
+        if force or only or not dst.exists() or dst.stat().st_mtime < Path(src).stat().st_mtime:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            nbdev.serve_drv.main((Path(src), dst, FilterNoted))
+    proc.touch()
     return proc
 
 
