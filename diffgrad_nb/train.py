@@ -586,7 +586,8 @@ def _record_config(run: Run):
 def _train_epoch(run: Run, state: RunState, on_step=None, show: bool=False) -> tuple:
     """Train the rest of epoch `state.epoch`, from step `state.step`, checkpointing inside it every
     `checkpoint_every_steps` steps: (the epoch's sums over all ranks, its training seconds, None), or, at a
-    non-finite loss on any rank, (None, None, where it happened)."""
+    non-finite loss on any rank, (None, None, where it happened). One loop on purpose: every host read a step may
+    make (the divergence check, the bar's sums, `on_step`'s loss) is in sight here."""
     cfg, steps_per_epoch = run.cfg, run.steps_per_epoch
     if state.step == 0: run.batches.set_epoch(state.epoch)
     t0 = time.perf_counter()
