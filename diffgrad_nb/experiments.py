@@ -117,6 +117,7 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download CIFAR if missing (--scale paper; needs a network)")
     return p
 
+# %% ../nbs/07_experiments.ipynb #a661e897
 def _worker_cmd(args, grid: str, i: int, n: int) -> list:
     "The diffgrad_sweep command of worker i of n for one grid."
     cmd = [sys.executable, "-m", "diffgrad_nb.sweep", "--grid", grid, "--preset", SCALES[args.scale]["preset"],

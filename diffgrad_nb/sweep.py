@@ -126,6 +126,7 @@ def grid_parser(prog="diffgrad_sweep") -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs", help="root folder: each cell runs in ROOT/<grid>/<cell name>")
     return p
 
+# %% ../nbs/07b_sweep.ipynb #e1c1cfb2
 def grid_from_args(args) -> list:
     "The cells the grid options of `grid_parser` describe."
     try: overrides = parse_overrides(args.set)
