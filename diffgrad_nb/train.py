@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'CHECKPOINT_KEYS', 'LOCK_ENV', 'DIVERGENCE_CHECK_EVERY', 'ConfigError', 'TrainConfig',
-           'make_parser', 'parse_config', 'main', 'resolve_device', 'RunFolderError', 'UnsafeFileError', 'atomic_save',
-           'rng_state', 'set_rng_state', 'seed_everything', 'read_summary', 'load_checkpoint', 'evaluate', 'RunState',
-           'Run', 'train', 'measure_throughput']
+           'make_parser', 'parse_config', 'main', 'parse_overrides', 'resolve_device', 'RunFolderError',
+           'UnsafeFileError', 'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'read_summary',
+           'load_checkpoint', 'evaluate', 'RunState', 'Run', 'train', 'measure_throughput']
 
 # %% ../nbs/06_train.ipynb #da06a2f2
 import argparse, errno, io, json, math, os, random, re, socket, sys, time, typing, warnings
@@ -64,7 +64,7 @@ class TrainConfig:
     max_steps_per_epoch: Optional[int] = _opt(None, "stop each epoch after this many steps (smoke runs; default: the whole epoch)")
     eval_batch_size: int = _opt(1000, "batch size of the test-set evaluation")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)")
-    out_dir: Optional[str] = _opt(None, "run folder for config.json, checkpoint.pt, metrics.jsonl, summary.json and model.pt (unset: runs/<optimizer>_<model>_<activation>_<dataset>_b<batch_size>_lr<lr>[_wd<weight_decay>]_s<seed>)")
+    out_dir: Optional[str] = _opt(None, "run folder for config.json, checkpoint.pt, metrics.jsonl, summary.json and model.pt (unset: runs/<optimizer>_<model>_<activation>_<dataset>_b<batch_size>_lr<lr>[_wd<weight_decay>]_s<seed>[_ls<loss_scale>])")
     progress: Optional[bool] = _opt(None, "tqdm progress bar with loss and accuracy (unset: when stderr is a terminal); unless false, each epoch's metrics are also logged to stderr")
 
     def __post_init__(self):
@@ -90,11 +90,18 @@ class TrainConfig:
         check(self.out_dir is None or (isinstance(self.out_dir, str) and self.out_dir.strip() != ""), "out_dir", "must name a folder")
 
     @property
-    def run_dir(self) -> Path:
-        "`out_dir`, or a folder under runs/ named after what distinguishes the paper's runs."
-        if self.out_dir is not None: return Path(self.out_dir)
+    def run_name(self) -> str:
+        "The run's folder name: what distinguishes the paper's runs, plus weight decay and loss scale when they are set."
+        lr = "default" if self.lr is None else format(self.lr, "g")
         wd = f"_wd{self.weight_decay:g}" if self.weight_decay else ""
-        return Path("runs")/f"{self.optimizer}_{self.model}_{self.activation}_{self.dataset}_b{self.batch_size}_lr{'default' if self.lr is None else format(self.lr, 'g')}{wd}_s{self.seed}"
+        ls = f"_ls{self.loss_scale:g}" if self.loss_scale != 1 else ""
+        head = f"{self.optimizer}_{self.model}_{self.activation}_{self.dataset}"
+        return f"{head}_b{self.batch_size}_lr{lr}{wd}_s{self.seed}{ls}"
+
+    @property
+    def run_dir(self) -> Path:
+        "`out_dir`, or runs/<run_name>."
+        return Path("runs")/self.run_name if self.out_dir is None else Path(self.out_dir)
 
     @property
     def milestone_epoch(self) -> int:
@@ -108,15 +115,6 @@ def _field_type(f):
     args = [a for a in typing.get_args(t) if a is not type(None)]
     return (args[0], True) if typing.get_origin(t) is typing.Union else (t, False)
 
-def _parse_value(kind, optional, name):
-    "An argparse `type=` for one field: kind(text), or None for 'none' when the field takes None."
-    def parse(text):
-        if optional and text.lower() == "none": return None
-        try: return kind(text)
-        except ValueError: raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}")
-    parse.__name__ = kind.__name__
-    return parse
-
 def make_parser() -> argparse.ArgumentParser:
     "The `diffgrad_train` command line, one option per `TrainConfig` field, with its help text and default."
     p = argparse.ArgumentParser(prog="diffgrad_train", allow_abbrev=False,
@@ -129,7 +127,9 @@ def make_parser() -> argparse.ArgumentParser:
         if kind is bool:
             p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
         else:
-            p.add_argument(f"--{f.name}", type=_parse_value(kind, optional, f.name), default=f.default,
+            def parse(text, name=f.name): return parse_overrides([f"{name}={text}"])[name]
+            parse.__name__ = kind.__name__   # argparse names it in its message: "invalid int value: 'ten'"
+            p.add_argument(f"--{f.name}", type=parse, default=f.default,
                            metavar=kind.__name__.upper(), help=f.metadata["help"] + (" ('none': unset)" if optional else ""))
     return p
 
@@ -148,6 +148,28 @@ def main(argv=None):
         print(f"diffgrad_train: error: {e}", file=sys.stderr)
         raise SystemExit(2 if isinstance(e, ConfigError) else 1)
     if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
+
+# %% ../nbs/06_train.ipynb #551a00e7
+def parse_overrides(items, # texts "field=value", e.g. ["epochs=10", "train_limit=none", "augment=false"]
+                   ) -> dict:
+    """{field: value} for `TrainConfig(**...)`, each value parsed with its field's type: 'none' unsets an optional
+    field, a flag takes true/false/1/0. A bad item raises a ValueError naming it."""
+    kinds = {f.name: _field_type(f) for f in fields(TrainConfig)}
+    out = {}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        if not sep or name not in kinds:
+            raise ValueError(f"{item!r}: expected field=value with field one of {', '.join(kinds)}")
+        kind, optional = kinds[name]
+        if optional and text.lower() == "none":
+            out[name] = None
+        elif kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"): raise ValueError(f"{item!r}: expected true or false")
+            out[name] = text.lower() in ("true", "1")
+        else:
+            try: out[name] = kind(text)
+            except ValueError: raise ValueError(f"{item!r}: {text!r} is not a {kind.__name__}") from None
+    return out
 
 # %% ../nbs/06_train.ipynb #8efe38c6
 # cuBLAS reads this once, at the process's first cuBLAS call; a deterministic run needs it, so it is set on import

@@ -54,7 +54,7 @@ def test_checkpoint_carrying_code_is_refused_and_not_run(tmp_path):
     assert r.returncode == 1 and 'Traceback' not in r.stderr and 'refused' in r.stderr and not marker.exists(), r.stderr[-3000:]
 
 def T_args(out):
-    from diffgrad_nb.experiments import config_args
+    from diffgrad_nb.sweep import config_args
     return config_args(TrainConfig(**TINY, out_dir=str(out)))
 
 def test_every_checkpoint_loads_with_weights_only(tmp_path):
@@ -128,7 +128,9 @@ def test_invalid_json_is_named(tmp_path, name):
     assert train(TrainConfig(**TINY, out_dir=str(out)))['status'] == 'completed'
 
 def test_sweep_reports_a_damaged_cell_as_failed_and_goes_on(tmp_path):
-    from diffgrad_nb.experiments import table3_grid, SMOKE, sweep, cell_dir, write_report
+    from diffgrad_nb.grids import table3_grid, SMOKE, cell_dir
+    from diffgrad_nb.sweep import sweep
+    from diffgrad_nb.report import write_report
     cells = table3_grid(batch_sizes=(32,), **SMOKE)[:3]
     root = tmp_path/'runs'
     sweep(cells[:2], root, log=lambda s: None)
@@ -143,7 +145,7 @@ def test_sweep_reports_a_damaged_cell_as_failed_and_goes_on(tmp_path):
     assert '1 failed' in text and 'summary.json' in text and 'not valid JSON' in text, text
 
 def test_sweep_command_exits_nonzero_after_a_failed_cell_but_runs_the_rest(tmp_path):
-    args = [sys.executable, '-m', 'diffgrad_nb.experiments', '--grid', 'table3', '--preset', 'smoke', '--batch-sizes', '32',
+    args = [sys.executable, '-m', 'diffgrad_nb.sweep', '--grid', 'table3', '--preset', 'smoke', '--batch-sizes', '32',
             '--root', str(tmp_path/'runs')]
     bad = tmp_path/'runs'/'cifar'/'diffgrad_small_relu_cifar10_b32_lr0.001_s0'
     bad.mkdir(parents=True); (bad/'checkpoint.pt').write_bytes(os.urandom(3000))
@@ -186,7 +188,8 @@ def test_finished_run_without_metrics_jsonl_is_rebuilt(tmp_path):
     assert (out/'metrics.jsonl').read_text() == before
 
 def test_report_of_a_finished_run_without_metrics_jsonl(tmp_path):
-    from diffgrad_nb.experiments import Cell, load_results, cell_dir
+    from diffgrad_nb.grids import Cell, cell_dir
+    from diffgrad_nb.report import load_results
     cell = Cell('g', 'diffgrad', 'fake', TrainConfig(**TINY))
     out = cell_dir(cell, tmp_path)
     train(TrainConfig(**TINY, out_dir=str(out))); (out/'metrics.jsonl').unlink()
@@ -204,7 +207,7 @@ def test_two_processes_on_one_folder(tmp_path):
     assert train(TrainConfig(**TINY, out_dir=str(out)))['status'] == 'completed' and not (out/'lock').exists()
 
 def test_set_lr_says_what_happens_to_adadelta(tmp_path):
-    r = subprocess.run([sys.executable, '-m', 'diffgrad_nb.experiments', '--grid', 'table1', '--preset', 'smoke', '--dry-run',
+    r = subprocess.run([sys.executable, '-m', 'diffgrad_nb.sweep', '--grid', 'table1', '--preset', 'smoke', '--dry-run',
                         '--set', 'lr=0.01', '--root', str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'adadelta' in r.stderr and 'adadelta_lr' in r.stderr, r.stderr
@@ -212,16 +215,3 @@ def test_set_lr_says_what_happens_to_adadelta(tmp_path):
 def test_data_root_with_fake_data_warns(tmp_path):
     with pytest.warns(UserWarning, match='data_root.*fake'):
         train(TrainConfig(**{**TINY, 'epochs': 1, 'data_root': str(tmp_path/'data')}, out_dir=str(tmp_path/'run')))
-
-# Each command also runs as python -m <module>.
-@pytest.mark.parametrize('module', ['diffgrad_nb.train', 'diffgrad_nb.experiments', 'diffgrad_nb.synthetic'])
-def test_python_m_help(module):
-    r = subprocess.run([sys.executable, '-m', module, '--help'], env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0 and 'usage:' in r.stdout, r.stderr[-3000:]
-
-def test_python_m_experiments_report(tmp_path):
-    "the sweep module's __main__ guard runs after every definition (it raised NameError for write_report before)"
-    r = subprocess.run([sys.executable, '-m', 'diffgrad_nb.experiments', '--grid', 'table3', '--preset', 'smoke', '--dry-run',
-                        '--root', str(tmp_path/'runs'), '--report', str(tmp_path/'report')], env=ENV, capture_output=True,
-                       text=True, timeout=300, cwd=ROOT)
-    assert r.returncode == 0 and (tmp_path/'report'/'report.md').exists(), r.stderr[-3000:]
