@@ -11,7 +11,7 @@ from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from .train import TrainConfig, ConfigError, RunFolderError, train, read_summary, parse_overrides
-from .train import _lock, _lock_token, LOCK_ENV
+from .train import lock_run_dir, lock_token, LOCK_ENV
 from .grids import Cell, GRIDS, PRESETS, make_grid, lr_notes, cell_dir, cell_config, cell_status
 from .report import write_report
 
@@ -50,7 +50,7 @@ def run_cell(cell: Cell, root, # the cell and the sweep root its folder is under
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
            "-m", "diffgrad_nb.train", *config_args(cfg)]
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                       env={**os.environ, LOCK_ENV: _lock_token()})   # the workers run under this process's lock
+                       env={**os.environ, LOCK_ENV: lock_token()})   # the workers run under this process's lock
     if r.returncode: raise RuntimeError(f"torchrun exited with status {r.returncode}: {r.stderr.strip()[-2000:]}")
     return read_summary(cfg.run_dir)
 
@@ -97,7 +97,7 @@ def sweep(cells: list, root, # the grid's cells and the root folder of the runs
         if dry_run or row["status"] in ("done", "diverged"):
             log(f"{row['status']:8s} {d}")
             continue
-        try: lock = _lock(d)
+        try: lock = lock_run_dir(d)
         except OSError as e:
             _failed(row, str(e), log)
             continue

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RESUMABLE_CHANGES', 'CHECKPOINT_KEYS', 'LOCK_ENV', 'DIVERGENCE_CHECK_EVERY', 'ConfigError', 'TrainConfig',
-           'make_parser', 'parse_config', 'main', 'parse_overrides', 'resolve_device', 'RunFolderError',
-           'UnsafeFileError', 'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'read_summary',
-           'load_checkpoint', 'evaluate', 'RunState', 'Run', 'train', 'measure_throughput']
+           'make_parser', 'parse_overrides', 'parse_config', 'resolve_device', 'RunFolderError', 'UnsafeFileError',
+           'atomic_save', 'rng_state', 'set_rng_state', 'seed_everything', 'read_summary', 'load_checkpoint',
+           'lock_token', 'lock_run_dir', 'evaluate', 'RunState', 'Run', 'train', 'main', 'measure_throughput']
 
 # %% ../nbs/06_train.ipynb #da06a2f2
 import argparse, errno, io, json, math, os, random, re, socket, sys, time, typing, warnings
@@ -37,35 +37,49 @@ def _opt(default, help):
 
 @dataclass
 class TrainConfig:
-    "One training run. The defaults are the paper's CIFAR protocol (Sec. VI): ResNet50, CIFAR-10, 100 epochs, lr 1e-3 then 1e-4 after epoch 80, batch 128, diffGrad."
+    """One training run. The defaults are the paper's CIFAR protocol (Sec. VI): ResNet50, CIFAR-10, 100 epochs,
+    lr 1e-3 then 1e-4 after epoch 80, batch 128, diffGrad."""
     model: str = _opt("resnet50", f"network: {', '.join(MODELS)}")
     activation: str = _opt("relu", f"activation used everywhere in the network: {', '.join(ACTIVATIONS)}")
     dataset: str = _opt("cifar10", f"data set: {', '.join(DATASETS)}")
-    data_root: Optional[str] = _opt(None, "folder holding the data set files (unset: $DIFFGRAD_DATA or ./data for CIFAR, the Debian package's folder for Fashion-MNIST)")
+    data_root: Optional[str] = _opt(None, "folder holding the data set files (unset: $DIFFGRAD_DATA or ./data for "
+                                          "CIFAR, the Debian package's folder for Fashion-MNIST)")
     download: bool = _opt(False, "download the data set if it is missing (needs a network)")
     train_limit: Optional[int] = _opt(None, "use only the first N training images (smoke runs; default: all)")
     test_limit: Optional[int] = _opt(None, "evaluate on only the first N test images (smoke runs; default: all)")
-    augment: bool = _opt(True, "the paper's training augmentation: horizontal flip p=0.5, zero-pad 4 and random 32x32 crop")
+    augment: bool = _opt(True, "the paper's training augmentation: horizontal flip p=0.5, "
+                               "zero-pad 4 and random 32x32 crop")
     epochs: int = _opt(100, "number of training epochs")
-    batch_size: int = _opt(128, "images per step per process (under torchrun the global batch is batch_size x world size)")
+    batch_size: int = _opt(128, "images per step per process "
+                                "(under torchrun the global batch is batch_size x world size)")
     optimizer: str = _opt("diffgrad", f"optimizer from the paper's registry: {', '.join(OPTIMIZERS)}")
-    lr: Optional[float] = _opt(1e-3, "learning rate of the first phase (unset: the optimizer's PyTorch default, e.g. 1.0 for adadelta, 1e-2 for adagrad and rmsprop)")
-    lr_milestone: float = _opt(0.8, "fraction of the epochs after which the lr is multiplied by lr_gamma (paper: after epoch 80 of 100)")
+    lr: Optional[float] = _opt(1e-3, "learning rate of the first phase (unset: the optimizer's PyTorch default, "
+                                     "e.g. 1.0 for adadelta, 1e-2 for adagrad and rmsprop)")
+    lr_milestone: float = _opt(0.8, "fraction of the epochs after which the lr is multiplied by lr_gamma "
+                                    "(paper: after epoch 80 of 100)")
     lr_gamma: float = _opt(0.1, "lr factor at the milestone")
     weight_decay: float = _opt(0.0, "coupled L2 weight decay passed to the optimizer (the paper gives no value)")
-    loss_scale: float = _opt(1.0, "multiply the training loss by this constant before backward (the objective's units: Adam's step does not depend on it up to eps, diffGrad's friction does; logged losses stay unscaled)")
+    loss_scale: float = _opt(1.0, "multiply the training loss by this constant before backward (the objective's "
+                                  "units: Adam's step does not depend on it up to eps, diffGrad's friction does; "
+                                  "logged losses stay unscaled)")
     seed: int = _opt(0, "seed of the initial weights, the data order and the augmentation")
     device: str = _opt("auto", "cpu, cuda, cuda:N, or auto (cuda when available; under torchrun cuda:LOCAL_RANK)")
     amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU, which always runs float32)")
     channels_last: bool = _opt(True, "channels_last memory format on CUDA (ignored on the CPU)")
-    compile: bool = _opt(False, "torch.compile the model; the last, smaller batch of each epoch is then dropped (it would force a second compile with dynamic shapes)")
+    compile: bool = _opt(False, "torch.compile the model; the last, smaller batch of each epoch is then dropped "
+                                "(it would force a second compile with dynamic shapes)")
     sync_bn: bool = _opt(False, "under torchrun on CUDA, use SyncBatchNorm (batch statistics over the global batch)")
     deterministic: bool = _opt(False, "torch.use_deterministic_algorithms (bit-reproducible CUDA runs, slower)")
-    max_steps_per_epoch: Optional[int] = _opt(None, "stop each epoch after this many steps (smoke runs; default: the whole epoch)")
+    max_steps_per_epoch: Optional[int] = _opt(None, "stop each epoch after this many steps "
+                                                    "(smoke runs; default: the whole epoch)")
     eval_batch_size: int = _opt(1000, "batch size of the test-set evaluation")
-    checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimizer steps inside an epoch (0: only at the end of each epoch)")
-    out_dir: Optional[str] = _opt(None, "run folder for config.json, checkpoint.pt, metrics.jsonl, summary.json and model.pt (unset: runs/<optimizer>_<model>_<activation>_<dataset>_b<batch_size>_lr<lr>[_wd<weight_decay>]_s<seed>[_ls<loss_scale>])")
-    progress: Optional[bool] = _opt(None, "tqdm progress bar with loss and accuracy (unset: when stderr is a terminal); unless false, each epoch's metrics are also logged to stderr")
+    checkpoint_every_steps: int = _opt(0, "also checkpoint every N optimizer steps inside an epoch "
+                                          "(0: only at the end of each epoch)")
+    out_dir: Optional[str] = _opt(None, "run folder for config.json, checkpoint.pt, metrics.jsonl, summary.json and "
+                                        "model.pt (unset: runs/<optimizer>_<model>_<activation>_<dataset>_b<batch_size>"
+                                        "_lr<lr>[_wd<weight_decay>]_s<seed>[_ls<loss_scale>])")
+    progress: Optional[bool] = _opt(None, "tqdm progress bar with loss and accuracy (unset: when stderr is a "
+                                          "terminal); unless false, each epoch's metrics are also logged to stderr")
 
     def __post_init__(self):
         def check(ok, name, why):
@@ -73,25 +87,34 @@ class TrainConfig:
         check(self.model in MODELS, "model", f"choose one of {', '.join(MODELS)}")
         check(self.activation in ACTIVATIONS, "activation", f"choose one of {', '.join(ACTIVATIONS)}")
         check(self.dataset in DATASETS, "dataset", f"choose one of {', '.join(DATASETS)}")
-        check(isinstance(self.optimizer, str) and self.optimizer.lower() in OPTIMIZERS, "optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        check(isinstance(self.optimizer, str) and self.optimizer.lower() in OPTIMIZERS, "optimizer",
+              f"choose one of {', '.join(OPTIMIZERS)}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             check(isinstance(getattr(self, name), int) and getattr(self, name) >= 1, name, "must be an integer >= 1")
         for name in ("train_limit", "test_limit", "max_steps_per_epoch"):
             v = getattr(self, name)
             check(v is None or (isinstance(v, int) and v >= 1), name, "must be None or an integer >= 1")
-        check(isinstance(self.seed, int) and 0 <= self.seed < 2**32, "seed", "must be an integer in 0..2**32-1 (NumPy's seeds)")
-        check(isinstance(self.checkpoint_every_steps, int) and self.checkpoint_every_steps >= 0, "checkpoint_every_steps", "must be an integer >= 0")
-        check(self.lr is None or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0), "lr", "must be None or a finite number > 0")
+        check(isinstance(self.seed, int) and 0 <= self.seed < 2**32, "seed",
+              "must be an integer in 0..2**32-1 (NumPy's seeds)")
+        check(isinstance(self.checkpoint_every_steps, int) and self.checkpoint_every_steps >= 0,
+              "checkpoint_every_steps", "must be an integer >= 0")
+        check(self.lr is None or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0), "lr",
+              "must be None or a finite number > 0")
         check(0 < self.lr_milestone <= 1, "lr_milestone", "must be a fraction in (0, 1]")
         check(math.isfinite(self.lr_gamma) and self.lr_gamma > 0, "lr_gamma", "must be a finite number > 0")
-        check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be a finite number >= 0")
-        check(isinstance(self.loss_scale, (int, float)) and math.isfinite(self.loss_scale) and self.loss_scale > 0, "loss_scale", "must be a finite number > 0")
-        check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "use auto, cpu, cuda or cuda:N")
-        check(self.out_dir is None or (isinstance(self.out_dir, str) and self.out_dir.strip() != ""), "out_dir", "must name a folder")
+        check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+              "must be a finite number >= 0")
+        check(isinstance(self.loss_scale, (int, float)) and math.isfinite(self.loss_scale) and self.loss_scale > 0,
+              "loss_scale", "must be a finite number > 0")
+        check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
+              "use auto, cpu, cuda or cuda:N")
+        check(self.out_dir is None or (isinstance(self.out_dir, str) and self.out_dir.strip() != ""), "out_dir",
+              "must name a folder")
 
     @property
     def run_name(self) -> str:
-        "The run's folder name: what distinguishes the paper's runs, plus weight decay and loss scale when they are set."
+        """The run's folder name: what distinguishes the paper's runs, plus weight decay and loss scale when they are
+        set."""
         lr = "default" if self.lr is None else format(self.lr, "g")
         wd = f"_wd{self.weight_decay:g}" if self.weight_decay else ""
         ls = f"_ls{self.loss_scale:g}" if self.loss_scale != 1 else ""
@@ -118,36 +141,22 @@ def _field_type(f):
 def make_parser() -> argparse.ArgumentParser:
     "The `diffgrad_train` command line, one option per `TrainConfig` field, with its help text and default."
     p = argparse.ArgumentParser(prog="diffgrad_train", allow_abbrev=False,
-        description="Train a CIFAR ResNet with an optimizer of the diffGrad paper. The defaults are the paper's protocol. "
+        description="Train a CIFAR ResNet with an optimizer of the diffGrad paper. "
+                    "The defaults are the paper's protocol. "
                     "Re-running the same command resumes from the run folder's last checkpoint. "
                     "For several GPUs or machines, start it with torchrun (python -m torch.distributed.run).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
         kind, optional = _field_type(f)
         if kind is bool:
-            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default,
+                           help=f.metadata["help"])
         else:
             def parse(text, name=f.name): return parse_overrides([f"{name}={text}"])[name]
             parse.__name__ = kind.__name__   # argparse names it in its message: "invalid int value: 'ten'"
-            p.add_argument(f"--{f.name}", type=parse, default=f.default,
-                           metavar=kind.__name__.upper(), help=f.metadata["help"] + (" ('none': unset)" if optional else ""))
+            p.add_argument(f"--{f.name}", type=parse, default=f.default, metavar=kind.__name__.upper(),
+                           help=f.metadata["help"] + (" ('none': unset)" if optional else ""))
     return p
-
-def parse_config(argv=None) -> TrainConfig:
-    "A `TrainConfig` from command-line arguments; bad options exit with a message naming the option and value."
-    p = make_parser()
-    ns = p.parse_args(argv)
-    try: return TrainConfig(**vars(ns))
-    except ConfigError as e: p.error(f"argument --{e.name}: invalid value {e.value!r} ({e.why})")
-
-def main(argv=None):
-    "Entry point of `diffgrad_train`: parse the options, train (or resume), print the summary as JSON. Exit status 0 also for a diverged run (the summary says so)."
-    config = parse_config(argv)
-    try: summary = train(config)
-    except (ConfigError, FileNotFoundError, DatasetFileError, RunFolderError) as e:   # the user's to fix: a message, not a traceback
-        print(f"diffgrad_train: error: {e}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(e, ConfigError) else 1)
-    if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
 # %% ../nbs/06_train.ipynb #551a00e7
 def parse_overrides(items, # texts "field=value", e.g. ["epochs=10", "train_limit=none", "augment=false"]
@@ -170,6 +179,14 @@ def parse_overrides(items, # texts "field=value", e.g. ["epochs=10", "train_limi
             try: out[name] = kind(text)
             except ValueError: raise ValueError(f"{item!r}: {text!r} is not a {kind.__name__}") from None
     return out
+
+# %% ../nbs/06_train.ipynb #c47eea8f
+def parse_config(argv=None) -> TrainConfig:
+    "A `TrainConfig` from command-line arguments; bad options exit with a message naming the option and value."
+    p = make_parser()
+    ns = p.parse_args(argv)
+    try: return TrainConfig(**vars(ns))
+    except ConfigError as e: p.error(f"argument --{e.name}: invalid value {e.value!r} ({e.why})")
 
 # %% ../nbs/06_train.ipynb #8efe38c6
 # cuBLAS reads this once, at the process's first cuBLAS call; a deterministic run needs it, so it is set on import
@@ -371,19 +388,21 @@ def _rebuild_metrics(out: Path):
 #: a process that holds a run folder's lock and starts others on it (torchrun) passes its token to them here
 LOCK_ENV = "DIFFGRAD_RUN_LOCK"
 
-def _lock_token() -> str:
-    "Who holds a lock: this machine's name and this process's id."
+def lock_token() -> str:
+    "Who holds a run folder's lock: this machine's name and this process's id (what the 'lock' file holds)."
     return f"{socket.gethostname()} {os.getpid()}"
 
 # %% ../nbs/06_train.ipynb #27a2c438
-def _lock(run_dir: Path) -> Optional[Path]:
-    "Claim a run folder for this process (a 'lock' file with host and pid); None if a live process holds it."
+def lock_run_dir(run_dir: Path) -> Optional[Path]:
+    """Claim a run folder for this process: its 'lock' file (host and pid, created atomically), or None if a live
+    process holds it. A lock whose process died on this machine is taken over; another machine's is trusted.
+    `train` and the sweep runner both claim folders with it; remove the file to release the folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir/"lock"
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, _lock_token().encode())
+            os.write(fd, lock_token().encode())
             os.close(fd)
             return lock
         except FileExistsError:
@@ -403,8 +422,8 @@ def _claim(out: Path) -> Optional[Path]:
     one that started it) holds the lock already."""
     if out.exists() and not out.is_dir(): raise ConfigError("out_dir", str(out), "it is a file, not a folder")
     holder = (out/"lock").read_text().strip() if (out/"lock").is_file() else None
-    if holder is not None and holder in (_lock_token(), os.environ.get(LOCK_ENV)): return None
-    try: lock = _lock(out)
+    if holder is not None and holder in (lock_token(), os.environ.get(LOCK_ENV)): return None
+    try: lock = lock_run_dir(out)
     except OSError as e: raise ConfigError("out_dir", str(out), f"cannot write there: {e}") from e
     if lock is None:
         holder = (out/"lock").read_text().strip() if (out/"lock").is_file() else "?"
@@ -805,6 +824,18 @@ def train(config: TrainConfig, # what to run; `config.out_dir` is the run folder
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = cudnn_benchmark
         if own_group: dist.destroy_process_group()
+
+# %% ../nbs/06_train.ipynb #55d19f8f
+def main(argv=None):
+    """Entry point of `diffgrad_train`: parse the options, train (or resume), print the summary as JSON. Exit status 0
+    also for a diverged run (the summary says so)."""
+    config = parse_config(argv)
+    try: summary = train(config)
+    # the user's to fix: a message, not a traceback
+    except (ConfigError, FileNotFoundError, DatasetFileError, RunFolderError) as e:
+        print(f"diffgrad_train: error: {e}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(e, ConfigError) else 1)
+    if _dist_info()[1] == 0: print(json.dumps(summary, indent=1), flush=True)
 
 # %% ../nbs/06_train.ipynb #a9f838c9
 def measure_throughput(model: str="resnet50", # a name of MODELS
