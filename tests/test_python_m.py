@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
 ENV.pop('WORLD_SIZE', None)
 COMMANDS = {'train': 'diffgrad_train', 'sweep': 'diffgrad_sweep', 'experiments': 'diffgrad_main',
-            'synthetic': None, 'scale': 'python -m diffgrad_nb.scale'}
+            'synthetic': 'diffgrad_synthetic', 'scale': 'python -m diffgrad_nb.scale'}
 
 def python_m(module, *args, timeout=600):
     "run `python -m diffgrad_nb.<module> args` from the repository root"
