@@ -22,7 +22,8 @@ def abs_grad_stats(grad: Tensor # current gradient of one parameter tensor
 # %% ../nbs/00_friction.ipynb #b8d6504c
 @dataclass(frozen=True)
 class Friction:
-    "A friction `xi = scale·sigmoid(c·x - mu) + offset` with `x = |dg|` (or `dg`): the form of the paper's DFC and its variants."
+    """A friction `xi = scale·sigmoid(c·x - mu) + offset` with `x = |dg|` (or `dg`): the form of the paper's DFC and
+    its variants."""
     name: str                     # its key in `FRICTIONS`
     scale: float = 1.0            # a: multiplies the sigmoid; 0: xi is the constant `offset` (then 1)
     offset: float = 0.0           # b: added to it
