@@ -82,8 +82,8 @@ class FrictionProbe:
         self.path, self.fn, self.threshold, self.prev = Path(path), get_friction(friction), threshold, None
 
     def record(self, grads: list, prev: list) -> dict:
-        """Friction of the change prev -> grads: overall mean, median, 99th percentile, fraction above threshold, mean
-        |dg|; per tensor [mean xi, fraction above, mean |dg|]."""
+        """Friction of the change prev -> grads: overall mean, median, 99th percentile, fraction above threshold,
+        mean |dg|; per tensor [mean xi, fraction above, mean |dg|]."""
         dg = [a - b for a, b in zip(prev, grads)]
         xi = [self.fn(d, g) for d, g in zip(dg, grads)]
         flat = torch.cat([x.flatten() for x in xi])
