@@ -55,6 +55,11 @@ def _check_lr(lr):
 
 def _validate_group(g):
     "Check one param group's parameters and hyper-parameters; a ValueError names the bad argument and its value."
+    first = {}                             # position of each tensor's first occurrence
+    for j, p in enumerate(g['params']):
+        if (i := first.setdefault(id(p), j)) != j:
+            raise ValueError(f"Invalid parameter group: the same tensor is given twice in one parameter group (positions "
+                             f"{i} and {j}); it would be stepped twice per step: give each parameter once")
     for p in g['params']:
         if not (p.is_floating_point() or p.is_complex()):
             raise ValueError(f"Invalid parameter: a tensor of dtype {p.dtype} (DiffGrad optimizes floating-point or complex tensors)")
@@ -106,7 +111,9 @@ class DiffGrad(torch.optim.Optimizer):
 
     def add_param_group(self, param_group):
         "Add a group (validated: a ValueError names a bad parameter or hyper-parameter); `fused` falls back with a warning where it cannot run."
-        super().add_param_group(param_group)
+        with warnings.catch_warnings():   # torch only warns about a duplicate in one group; we refuse it below
+            warnings.filterwarnings('ignore', message='optimizer contains a parameter group with duplicate parameters')
+            super().add_param_group(param_group)
         group = self.param_groups[-1]
         try: _validate_group(group)
         except ValueError: self.param_groups.pop(); raise
@@ -117,19 +124,28 @@ class DiffGrad(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         "Load a DiffGrad state (another optimizer's is refused); low-precision params get their float32 state back exactly."
-        _check_diffgrad_state(state_dict)
-        saved_ids = [i for g in state_dict['param_groups'] for i in g['params']]
-        saved = dict(state_dict['state'])
-        super().load_state_dict(state_dict)
-        for i, p in zip(saved_ids, (p for g in self.param_groups for p in g['params'])):
-            if p.dtype in _LOW_PRECISION and i in saved:
-                for k, v in saved[i].items():
-                    if k != 'step' and torch.is_tensor(v): self.state[p][k] = v.to(p.device, torch.float32, copy=True)
+        loaded = {}
+        def check_and_keep(opt, sd):       # last pre-hook: sees what the user's pre-hooks made of the state dict
+            _check_diffgrad_state(sd); loaded.update(sd)
+        def restore_float32(opt):          # first post-hook: the user's post-hooks see the float32 state
+            ids = [i for g in loaded['param_groups'] for i in g['params']]
+            for i, p in zip(ids, (p for g in opt.param_groups for p in g['params'])):
+                if p.dtype in _LOW_PRECISION and i in loaded['state']:   # torch's load cast it to p's dtype
+                    for k, v in loaded['state'][i].items():
+                        if k != 'step' and torch.is_tensor(v): opt.state[p][k] = v.to(p.device, torch.float32, copy=True)
+        hooks = (self.register_load_state_dict_pre_hook(check_and_keep),
+                 self.register_load_state_dict_post_hook(restore_float32, prepend=True))
+        try: super().load_state_dict(state_dict)
+        finally:
+            for h in hooks: h.remove()
 
     def __setstate__(self, state):
         super().__setstate__(state)
         for g in self.param_groups:
             for k, v in self.defaults.items(): g.setdefault(k, v)
+        for st in self.state.values():     # a step saved as a Python number (torch < 1.12, other code): our float32 tensor
+            if isinstance(st, dict) and 'step' in st and not torch.is_tensor(st['step']):
+                st['step'] = torch.tensor(float(st['step']), dtype=torch.float32)
 
     def _init_state(self, p, state):
         "Fresh state for parameter `p`: float32 for low-precision params, else p's dtype (real view for complex)."

@@ -89,7 +89,7 @@ MUTANTS = [
     Mutant('fused-low-precision-not-written-back', "bf16/fp16 parameters on the fused path: the float32 result never copied back",
            [(B, "if dtype in _LOW_PRECISION: torch._foreach_copy_(P_orig, P)", "pass")]),
     Mutant('low-precision-restore-skipped', "load_state_dict lets torch cast bf16/fp16 params' float32 state to their dtype",
-           [(O, "if p.dtype in _LOW_PRECISION and i in saved:", "if False and p.dtype in _LOW_PRECISION and i in saved:")]),
+           [(O, "if p.dtype in _LOW_PRECISION and i in loaded['state']:", "if False:")]),
     Mutant('reference-t-minus-1', "the reference's bias correction uses t-1 (divides by zero at the first step)",
            [(O, "m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)",
                 "m_hat, v_hat = m / (1 - beta1 ** (t - 1)), v / (1 - beta2 ** (t - 1))")]),
