@@ -9,6 +9,7 @@ __all__ = ['BACKENDS', 'use_backend', 'choose_paths', 'fused_unavailable', 'diff
 import math, types, warnings
 from collections import defaultdict
 from contextlib import contextmanager
+from operator import attrgetter
 import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_value
@@ -174,21 +175,16 @@ def _compiled_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg
     _COMPILED[key](*lists, lr)
 
 # %% ../nbs/01b_functional.ipynb #e8a8ffb8
-def _native_ok():
-    "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
-    if _kernel._LIB is not None: return True
-    try: _kernel.native_lib(); return True
-    except RuntimeError as e:
-        if not getattr(_native_ok, 'warned', False):
-            warnings.warn(f"DiffGrad(fused=True) runs the foreach path: {e}", UserWarning); _native_ok.warned = True
-        return False
-
-def _native_available():
-    "Whether the C kernel is built or can be built here, quietly (the default path falls back without a warning)."
-    if _kernel._LIB is not None or _kernel._LIB_ERROR is not None: return _kernel._LIB is not None
-    if torch.compiler.is_compiling(): return False   # never build under tracing: that run stays on the foreach path
-    try: _kernel.native_lib(); return True
-    except RuntimeError: return False
+def _native_available(warn: bool=False # say once why not (where fused=True asked for the kernel)
+                     ) -> bool:
+    "Whether the C kernel is built or can be built here (never built under tracing: that run stays on the foreach path)."
+    if _kernel._LIB is None and _kernel._LIB_ERROR is None and not torch.compiler.is_compiling():
+        try: _kernel.native_lib()
+        except RuntimeError: pass                       # the reason is kept in _kernel._LIB_ERROR
+    if _kernel._LIB is None and warn and _kernel._LIB_ERROR and not getattr(_native_available, 'warned', False):
+        warnings.warn(f"DiffGrad(fused=True) runs the foreach path: {_kernel._LIB_ERROR}", UserWarning)
+        _native_available.warned = True
+    return _kernel._LIB is not None
 
 def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, prev_grads: list, max_exp_avg_sqs: list,
                  *, foreach: bool|None=None, fused: bool|None=None,
@@ -202,7 +198,7 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
         backend = BACKENDS.get(p.device.type)
         if default and backend != 'native': backend = 'foreach'   # the default fuses with the C kernel only
         if backend == 'native':
-            if available is None: available = _native_available() if default else _native_ok()
+            if available is None: available = _native_available(warn=not default)
             vm = max_exp_avg_sqs[i]
             state = (exp_avgs[i], exp_avg_sqs[i], prev_grads[i]) + (() if vm is None else (vm,))
             dtype = torch.float32 if p.dtype in _LOW_PRECISION else None
@@ -224,17 +220,31 @@ def fused_unavailable(params: list # the parameters of a group with fused=True
         else: why.append(f"no fused step for device {dev!r}")
     return why
 
-def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, **hyper):
-    "The C kernel, one call per dtype; bfloat16/float16 parameters through float32 copies, rounded back once."
-    groups = defaultdict(list)
-    for i, p in enumerate(params): groups[p.dtype].append(i)
-    for dtype, idx in groups.items():
-        pick = (lambda L: L) if len(idx) == len(params) else (lambda L: [L[i] for i in idx])
+def _pick(idx, n):
+    "Selects the entries `idx` of a list of length `n` (the list itself where `idx` is all of it)."
+    return (lambda L: L) if len(idx) == n else (lambda L: [L[i] for i in idx])
+
+def _kernel_groups(params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps) -> dict:
+    "{dtype: (indices, the kernel's tables or None)}: the tensors on the kernel, one launch per dtype."
+    by_dtype = defaultdict(list)
+    for i, p in enumerate(params): by_dtype[p.dtype].append(i)
+    groups = {}
+    for dtype, idx in by_dtype.items():
+        state = [*map(_pick(idx, len(params)), (params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps))]
+        # tables hold pointers: made in eager mode only, and for DiffGrad's own float32 CPU step counters
+        eager = not torch.compiler.is_compiling() and _kernel._counters_ok(state[-1])
+        groups[dtype] = (idx, _kernel._KernelTables(*state, params_change=dtype in _LOW_PRECISION) if eager else None)
+    return groups
+
+def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, groups=None, **hyper):
+    "The C kernel, one call per dtype (`groups` from `_kernel_groups`); bfloat16/float16 parameters through float32 copies, rounded back once."
+    lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
+    for dtype, (idx, tables) in (groups or _kernel_groups(*lists[:1], *lists[2:])).items():
+        pick = _pick(idx, len(params))
         P_orig, G_orig = pick(params), pick(grads)
-        computed = [_as_compute(p, g) for p, g in zip(P_orig, G_orig)]
-        P, G = [c[0] for c in computed], [c[1] for c in computed]
-        _kernel.fused_step(P, G, *map(pick, (exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)), **hyper,
-                           checked=True)                                    # choose_paths checked `walkable`
+        computed = [_as_compute(p, g) for p, g in zip(P_orig, G_orig)] if dtype in _LOW_PRECISION else None
+        P, G = ([c[0] for c in computed], [c[1] for c in computed]) if computed else (P_orig, G_orig)
+        _kernel.fused_step(P, G, *map(pick, lists[2:]), **hyper, tables=tables)   # the plan checked `walkable`
         if dtype in _LOW_PRECISION: torch._foreach_copy_(P_orig, P)
 
 def _run_path(path, *lists, **hyper):
@@ -242,6 +252,42 @@ def _run_path(path, *lists, **hyper):
     if path == 'compile': return _compiled_step(*lists, **hyper)
     if path == 'foreach': return _multi_tensor_step(*lists, **hyper)
     return _single_tensor_step(*lists, **hyper)
+
+_dtype, _is_cpu = attrgetter('dtype'), attrgetter('is_cpu')
+
+def _grad_layouts(grads):
+    "What `choose_paths` read of each gradient (layout as contiguous or not: the strides of the others are compared apart)."
+    return [*map(_dtype, grads)], [*map(_is_cpu, grads)], [*map(Tensor.numel, grads)], [*map(Tensor.is_contiguous, grads)]
+
+class _Plan:
+    "`choose_paths`' split of a list of tensors, with the kernel's tables: made once, `run` with each step's gradients."
+    def __init__(self, params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *,
+                 foreach: bool|None=None, fused: bool|None=None):
+        self.n, state = len(params), (exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
+        self.paths = {}   # path -> (indices, params, state lists, the kernel's groups)
+        for path, idx in choose_paths(params, grads, *state[:4], foreach=foreach, fused=fused).items():
+            pick = _pick(idx, self.n)
+            tensors = [*map(pick, (params, *state))]
+            self.paths[path] = (idx, tensors, _kernel_groups(*tensors) if path == 'native' else None)
+        if torch.compiler.is_compiling(): return          # a traced plan is never reused: nothing to check later
+        # where the gradients decided the path (the kernel was a candidate), they must keep what they had (see `fits`)
+        self.watched = fused or (fused is None and foreach is None)
+        self.grad_layouts = _grad_layouts(grads) if self.watched else None
+        self.strided = {i: (g.shape, g.stride()) for i, g in enumerate(grads) if self.watched and not g.is_contiguous()}
+
+    def fits(self, grads: list) -> bool:
+        "Whether this step's `grads` take the paths those the plan was made with took (a cheap check, per step)."
+        if not self.watched: return True
+        return _grad_layouts(grads) == self.grad_layouts and all(
+            (grads[i].shape, grads[i].stride()) == layout for i, layout in self.strided.items())
+
+    def run(self, grads: list, **hyper):
+        "One step of every tensor on its path; `grads` in the order of the plan's params."
+        if isinstance(hyper['friction'], str): hyper['friction'] = get_friction(hyper['friction'])
+        for path, (idx, (params, *state), groups) in self.paths.items():
+            gs = grads if len(idx) == self.n else [grads[i] for i in idx]
+            if path == 'native': _native_step(params, gs, *state, groups=groups, **hyper)
+            else: _run_path(path, params, gs, *state, **hyper)
 
 def diffgrad(params: list, # parameters (complex ones viewed as real), updated in place
              grads: list, # their gradients (never modified)
@@ -255,9 +301,6 @@ def diffgrad(params: list, # parameters (complex ones viewed as real), updated i
              friction: str|Friction="dfc", # a name of `FRICTIONS` or a `Friction` record
              maximize: bool=False):
     "Functional diffGrad: one step of Eqs. 11-20 over lists of tensors, as `torch.optim.adam.adam` is to `Adam`."
-    friction = get_friction(friction) if isinstance(friction, str) else friction
-    hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                 decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, friction=friction, maximize=maximize)
-    lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
-    for path, idx in choose_paths(*lists[:6], foreach=foreach, fused=fused).items():
-        _run_path(path, *(lists if len(idx) == len(params) else [[L[i] for i in idx] for L in lists]), **hyper)
+    plan = _Plan(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, foreach=foreach, fused=fused)
+    plan.run(grads, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, friction=friction, maximize=maximize)

@@ -8,10 +8,12 @@ __all__ = ['OPTIMIZERS', 'reference_step', 'DiffGrad', 'compare_with_reference',
 # %% ../nbs/01_optim.ipynb #9f0d97f4
 import math, warnings
 from collections import defaultdict
+from itertools import repeat
+from operator import is_
 import torch
 from torch import Tensor
 from .friction import FRICTIONS, get_friction
-from .functional import diffgrad, fused_unavailable, _LOW_PRECISION
+from .functional import diffgrad, fused_unavailable, _LOW_PRECISION, _Plan
 
 # %% ../nbs/01_optim.ipynb #de50203c
 def reference_step(theta: Tensor, # parameter tensor (any float dtype; computed in float64)
@@ -107,6 +109,7 @@ class DiffGrad(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
                         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
                         friction=friction, maximize=maximize, foreach=foreach, fused=fused)
+        self._caches = []                  # per param group: what its steps reuse (see `_GroupCache` below)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
@@ -141,6 +144,7 @@ class DiffGrad(torch.optim.Optimizer):
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        self._caches = []                  # loaded, copied or unpickled: gathered anew at the next step
         for g in self.param_groups:
             for k, v in self.defaults.items(): g.setdefault(k, v)
         for st in self.state.values():     # a step saved as a Python number (torch < 1.12, other code): our float32 tensor
@@ -161,15 +165,25 @@ class DiffGrad(torch.optim.Optimizer):
         loss = None
         if closure is not None:
             with torch.enable_grad(): loss = closure()
-        for group in self.param_groups:
-            tensors = self._gather(group)
-            if tensors['params']:
-                diffgrad(**tensors, foreach=group['foreach'], fused=group['fused'], **_group_hyper(group))
+        caches, groups = self._caches, self.param_groups
+        if len(caches) != len(groups): caches[:] = (caches + [None] * len(groups))[:len(groups)]
+        for i, group in enumerate(groups):
+            if torch.compiler.is_compiling():          # traced: the compiled graph is the cache
+                tensors = self._gather(group)
+                if tensors['params']:
+                    diffgrad(**tensors, foreach=group['foreach'], fused=group['fused'], **_group_hyper(group))
+                continue
+            grads = [p.grad for p in group['params']]
+            live = caches[i].live_grads(group, grads, self.state) if caches[i] else None
+            if live is None:                           # first step, or something changed: gather and plan anew
+                tensors = self._gather(group)
+                caches[i], live = _GroupCache(group, grads, self.state, tensors), tensors['grads']
+            if live: caches[i].plan.run(live, **_group_hyper(group))
         return loss
 
     def _gather(self, group):
         "Lists of the tensors to update in `group`, as real tensors; parameters without gradient are skipped."
-        out = defaultdict(list)
+        out = {k: [] for k in ('params', 'grads', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')}
         for p in group['params']:
             if p.grad is None: continue
             if p.grad.is_sparse:
@@ -192,6 +206,40 @@ def _group_hyper(group):
     return dict(lr=lr, beta1=group['betas'][0], beta2=group['betas'][1], eps=group['eps'],
                 weight_decay=group['weight_decay'], decoupled_weight_decay=group['decoupled_weight_decay'],
                 amsgrad=group['amsgrad'], friction=group['friction'], maximize=group['maximize'])
+
+# %% ../nbs/01_optim.ipynb #3216eef0
+def _path_flags(group): return group['foreach'], group['fused'], group['amsgrad']
+
+_layout = lambda t: t.layout
+
+class _GroupCache:
+    "One param group's gathered tensors and their `_Plan`, reused by the steps that follow while they still hold."
+    def __init__(self, group, grads, state, tensors):
+        self.group, self.state, self.flags = group, state, _path_flags(group)
+        self.params, self.has_grad = list(group['params']), [g is not None for g in grads]
+        self.live = [p for p, g in zip(self.params, grads) if g is not None]          # the params stepped
+        self.ptrs = [*map(Tensor.data_ptr, self.live)]
+        self.states = [*map(state.get, self.live)]
+        self.buffers = {k: tensors[k + 's'] for k in _STATE_KEYS}                     # each state tensor, by key
+        self.complex = [k for k, p in enumerate(self.live) if p.is_complex()]
+        self.plan = _Plan(**tensors, foreach=group['foreach'], fused=group['fused'])
+
+    def live_grads(self, group, grads, state) -> list|None:
+        "This step's gradients of the params stepped (real views of complex ones); None where the cache no longer holds."
+        if not (group is self.group and state is self.state and _path_flags(group) == self.flags
+                and len(grads) == len(self.params) and all(map(is_, group['params'], self.params))
+                and [g is not None for g in grads] == self.has_grad                 # a gradient came or went
+                and [*map(Tensor.data_ptr, self.live)] == self.ptrs                 # p.data reassigned, cast or moved
+                and all(map(is_, map(state.get, self.live), self.states))):         # a param's state replaced
+            return None
+        for k, ts in self.buffers.items():                                          # a state tensor replaced
+            if not all(map(is_, map(dict.get, self.states, repeat(k)), ts)): return None
+        live = grads if len(self.live) == len(grads) else [g for g in grads if g is not None]
+        if not all(map(is_, map(_layout, live), repeat(torch.strided))): return None   # sparse: _gather refuses it
+        if self.complex:
+            live = list(live)
+            for k in self.complex: live[k] = torch.view_as_real(live[k])
+        return live if self.plan.fits(live) else None
 
 # %% ../nbs/01_optim.ipynb #3bedf865
 _SHAPES = [(7,), (3, 5), (4, 3, 2, 2), (1,), (64,)]
