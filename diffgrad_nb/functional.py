@@ -83,15 +83,16 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
     "The foreach path: Eqs. 11-20 with torch._foreach_* kernels over each (device, dtype) group of tensors."
     lr = _get_value(lr)
     for idx in _group_by_device_dtype(params):
-        P_orig = [params[i] for i in idx]
+        device_params = [params[i] for i in idx]
         computed = [_as_compute(params[i], grads[i]) for i in idx]   # float32 copies for low-precision params
-        S = [steps[i] for i in idx]
-        torch._foreach_add_(S, 1)
+        device_steps = [steps[i] for i in idx]
+        torch._foreach_add_(device_steps, 1)
         # cache blocking only where kernels run on one thread in eager mode (see above); else one block of whole tensors
-        blocked = not torch.compiler.is_compiling() and P_orig[0].device.type == 'cpu' and torch.get_num_threads() == 1
+        blocked = (not torch.compiler.is_compiling() and device_params[0].device.type == 'cpu'
+                   and torch.get_num_threads() == 1)
         chunk = _CHUNK if blocked and friction.elementwise else None
         rows = []   # (p, g, m, v, prev[, vmax], step_size, bc2_sqrt) for every piece of every tensor
-        for (p, g), i, s in zip(computed, idx, S):
+        for (p, g), i, s in zip(computed, idx, device_steps):
             t = _step_count(s)
             scal = (-lr / (1 - beta1 ** t), (1 - beta2 ** t) ** 0.5)
             bufs = [p, g, exp_avgs[i], exp_avg_sqs[i], prev_grads[i]] + ([max_exp_avg_sqs[i]] if amsgrad else [])
@@ -100,42 +101,43 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
             _foreach_block(*b[:5], b[5] if amsgrad else None, step_sizes=b[-2], bc2_sqrts=b[-1], lr=lr, beta1=beta1,
                            beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                            friction=friction, maximize=maximize)
-        for p, (q, _) in zip(P_orig, computed):
+        for p, (q, _) in zip(device_params, computed):
             if p is not q: p.copy_(q)
 
-def _foreach_friction_(D, G, friction):
-    "D holds dg of each tensor; replaced in place by xi = a sigmoid(c x - mu) + b, as the friction record says."
-    if friction.abs_dg: torch._foreach_abs_(D)
+def _foreach_friction_(prev_grads, grads, friction):
+    "`prev_grads` hold dg of each tensor; replaced in place by xi = a sigmoid(c x - mu) + b, as the friction record says."
+    if friction.abs_dg: torch._foreach_abs_(prev_grads)
     if not friction.elementwise:
-        for d, g in zip(D, G):                                     # c and mu of each tensor from its |g|
+        for d, g in zip(prev_grads, grads):                        # c and mu of each tensor from its |g|
             c, mu = friction.slope_shift(g); d.mul_(c).sub_(mu)
-    elif friction.slope != 1: torch._foreach_mul_(D, friction.slope)
-    torch._foreach_sigmoid_(D)
-    if friction.scale != 1: torch._foreach_mul_(D, friction.scale)
-    if friction.offset: torch._foreach_add_(D, friction.offset)
+    elif friction.slope != 1: torch._foreach_mul_(prev_grads, friction.slope)
+    torch._foreach_sigmoid_(prev_grads)
+    if friction.scale != 1: torch._foreach_mul_(prev_grads, friction.scale)
+    if friction.offset: torch._foreach_add_(prev_grads, friction.offset)
 
-def _foreach_block(P, G, M, V, D, VM, *, step_sizes, bc2_sqrts, lr, beta1, beta2, eps, weight_decay,
-                   decoupled_weight_decay, friction, maximize):
+def _foreach_block(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, *, step_sizes, bc2_sqrts, lr,
+                   beta1, beta2, eps, weight_decay, decoupled_weight_decay, friction, maximize):
     "Eqs. 11-20 on one block of tensors (or pieces), in the operation order of torch.optim.Adam."
-    P, G, M, V, D = map(list, (P, G, M, V, D))
-    if maximize: G = torch._foreach_neg(G)                         # new tensors: p.grad is never modified
-    if weight_decay and decoupled_weight_decay: torch._foreach_mul_(P, 1 - lr * weight_decay)
-    elif weight_decay: G = torch._foreach_add(G, P, alpha=weight_decay)
-    torch._foreach_lerp_(M, G, 1 - beta1)
-    torch._foreach_mul_(V, beta2); torch._foreach_addcmul_(V, G, G, 1 - beta2)
-    if VM is not None:
-        VM = list(VM); torch._foreach_maximum_(VM, V); V = VM
-    denom = torch._foreach_sqrt(V)
+    params, grads, exp_avgs, exp_avg_sqs, prev_grads = map(list, (params, grads, exp_avgs, exp_avg_sqs, prev_grads))
+    if maximize: grads = torch._foreach_neg(grads)                 # new tensors: p.grad is never modified
+    if weight_decay and decoupled_weight_decay: torch._foreach_mul_(params, 1 - lr * weight_decay)
+    elif weight_decay: grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2); torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    second_moments = exp_avg_sqs                                   # the v of the denominator: AMSGrad's maxima if kept
+    if max_exp_avg_sqs is not None:
+        second_moments = list(max_exp_avg_sqs); torch._foreach_maximum_(second_moments, exp_avg_sqs)
+    denom = torch._foreach_sqrt(second_moments)
     torch._foreach_div_(denom, list(bc2_sqrts))
     torch._foreach_add_(denom, eps)
     if not friction.constant:
-        torch._foreach_sub_(D, G)                                  # dg = g_{t-1} - g_t, in place
-        _foreach_friction_(D, G, friction)
-        torch._foreach_div_(denom, D)
-    torch._foreach_copy_(D, G)
+        torch._foreach_sub_(prev_grads, grads)                     # dg = g_{t-1} - g_t, in place
+        _foreach_friction_(prev_grads, grads, friction)
+        torch._foreach_div_(denom, prev_grads)
+    torch._foreach_copy_(prev_grads, grads)
     if torch.compiler.is_compiling():                              # tensor step sizes: folded into the denominator
-        torch._foreach_div_(denom, list(step_sizes)); torch._foreach_addcdiv_(P, M, denom)
-    else: torch._foreach_addcdiv_(P, M, denom, list(step_sizes))
+        torch._foreach_div_(denom, list(step_sizes)); torch._foreach_addcdiv_(params, exp_avgs, denom)
+    else: torch._foreach_addcdiv_(params, exp_avgs, denom, list(step_sizes))
 
 # %% ../nbs/01b_functional.ipynb #d99fb1d0
 BACKENDS = {'cpu': 'native', 'cuda': 'compile'}   # the fused backend of each device type
@@ -160,7 +162,8 @@ def _own_code(fn, tag):
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 def _bind(static):
-    def step(P, G, M, V, D, VM, S, lr): return _multi_tensor_step(P, G, M, V, D, VM, S, lr=lr, **static)
+    def step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, lr):
+        return _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, lr=lr, **static)
     return step
 
 def _compiled_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, lr, **static):
@@ -237,15 +240,18 @@ def _kernel_groups(params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, s
     return groups
 
 def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, groups=None, **hyper):
-    "The C kernel, one call per dtype (`groups` from `_kernel_groups`); bfloat16/float16 parameters through float32 copies, rounded back once."
+    "The C kernel, one call per dtype (`groups`: see `_kernel_groups`); bfloat16/float16 params through float32 copies."
     lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
     for dtype, (idx, tables) in (groups or _kernel_groups(*lists[:1], *lists[2:])).items():
         pick = _pick(idx, len(params))
-        P_orig, G_orig = pick(params), pick(grads)
-        computed = [_as_compute(p, g) for p, g in zip(P_orig, G_orig)] if dtype in _LOW_PRECISION else None
-        P, G = ([c[0] for c in computed], [c[1] for c in computed]) if computed else (P_orig, G_orig)
-        _kernel.fused_step(P, G, *map(pick, lists[2:]), **hyper, tables=tables)   # the plan checked `walkable`
-        if dtype in _LOW_PRECISION: torch._foreach_copy_(P_orig, P)
+        dtype_params, dtype_grads = pick(params), pick(grads)
+        if dtype in _LOW_PRECISION:                       # the kernel's float32 copies (the state is float32)
+            computed = [_as_compute(p, g) for p, g in zip(dtype_params, dtype_grads)]
+            kernel_params, kernel_grads = [c[0] for c in computed], [c[1] for c in computed]
+        else: kernel_params, kernel_grads = dtype_params, dtype_grads
+        # walkable: checked by choose_paths when the plan was made, by `_Plan.fits` at every step since
+        _kernel.fused_step(kernel_params, kernel_grads, *map(pick, lists[2:]), **hyper, tables=tables)
+        if dtype in _LOW_PRECISION: torch._foreach_copy_(dtype_params, kernel_params)
 
 def _run_path(path, *lists, **hyper):
     if path == 'native': return _native_step(*lists, **hyper)

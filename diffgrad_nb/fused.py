@@ -285,11 +285,11 @@ def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs
                amsgrad: bool, friction: Friction, maximize: bool,
                tables: _KernelTables|None=None): # made for these tensors (whose `walkable` the caller checked); eager only
     "One pass of the kernel over walkable tensors of one dtype, with the signature of the other paths' steps."
-    G = grads
-    if not friction.elementwise:                          # statistics of the gradient that enters m, v and dg
-        G = torch._foreach_neg(G) if maximize else G
-        if weight_decay and not decoupled_weight_decay: G = torch._foreach_add(G, params, alpha=weight_decay)
-    kind, fa, fb, coefs = kernel_friction(friction, G)
+    entering = grads                                      # the gradients that enter m, v and dg
+    if not friction.elementwise:                          # (only the per-tensor statistics need them before the kernel)
+        entering = torch._foreach_neg(entering) if maximize else entering
+        if weight_decay and not decoupled_weight_decay: entering = torch._foreach_add(entering, params, alpha=weight_decay)
+    kind, fa, fb, coefs = kernel_friction(friction, entering)
     hyper = torch.tensor([0.0, beta1, beta2, eps, weight_decay, fa, fb], dtype=torch.float64)
     hyper[0] = lr                                         # a float, or a tensor read where it lives
     flags = (bool(weight_decay) and not decoupled_weight_decay) | (bool(weight_decay) and decoupled_weight_decay) << 1 \
