@@ -223,6 +223,7 @@ def fused_unavailable(params: list # the parameters of a group with fused=True
         else: why.append(f"no fused step for device {dev!r}")
     return why
 
+# %% ../nbs/01b_functional.ipynb #12f585cd
 def _pick(idx, n):
     "Selects the entries `idx` of a list of length `n` (the list itself where `idx` is all of it)."
     return (lambda L: L) if len(idx) == n else (lambda L: [L[i] for i in idx])
@@ -259,6 +260,7 @@ def _run_path(path, *lists, **hyper):
     if path == 'foreach': return _multi_tensor_step(*lists, **hyper)
     return _single_tensor_step(*lists, **hyper)
 
+# %% ../nbs/01b_functional.ipynb #7788914b
 _dtype, _is_cpu = attrgetter('dtype'), attrgetter('is_cpu')
 
 def _grad_layouts(grads):
@@ -295,6 +297,7 @@ class _Plan:
             if path == 'native': _native_step(params, gs, *state, groups=groups, **hyper)
             else: _run_path(path, params, gs, *state, **hyper)
 
+# %% ../nbs/01b_functional.ipynb #997753fb
 def diffgrad(params: list, # parameters (complex ones viewed as real), updated in place
              grads: list, # their gradients (never modified)
              exp_avgs: list, exp_avg_sqs: list, prev_grads: list, # state buffers m, v, g_{t-1}, updated in place

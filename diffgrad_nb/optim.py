@@ -91,6 +91,42 @@ def _check_diffgrad_state(state_dict):
             raise ValueError(f"Invalid state_dict: the state of parameter {k} has keys {sorted(st)}, not DiffGrad's "
                              f"({sorted(_STATE_KEYS)}, with prev_grad)")
 
+# %% ../nbs/01_optim.ipynb #c857c3ae
+_GATHERED = ('params', 'grads', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')   # diffgrad's lists
+
+def _fresh_state(p) -> dict:
+    "Fresh state for parameter `p`: float32 for low-precision params, else p's dtype (real view for complex)."
+    like = torch.view_as_real(p) if p.is_complex() else p
+    dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
+    zeros = lambda: torch.zeros_like(like, dtype=dtype, memory_format=torch.preserve_format)
+    return dict(step=torch.tensor(0.0, dtype=torch.float32), exp_avg=zeros(), exp_avg_sq=zeros(), prev_grad=zeros())
+
+def _gather_group(group, state, init_state) -> dict:
+    "The lists `diffgrad` takes for `group`'s params with a gradient (as real tensors); state made on first sight."
+    out = {k: [] for k in _GATHERED}
+    for p in group['params']:
+        if p.grad is None: continue
+        if p.grad.is_sparse:
+            raise RuntimeError("DiffGrad does not support sparse gradients (its gradient change dg is dense); "
+                               "use torch.optim.SparseAdam or a dense embedding gradient (sparse=False)")
+        st = state[p]
+        if not st: init_state(p, st)
+        if group['amsgrad'] and 'max_exp_avg_sq' not in st: st['max_exp_avg_sq'] = torch.zeros_like(st['exp_avg_sq'])
+        real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
+        out['params'].append(real(p)); out['grads'].append(real(p.grad))
+        for k in ('exp_avg', 'exp_avg_sq', 'prev_grad'): out[k + 's'].append(st[k])
+        out['max_exp_avg_sqs'].append(st.get('max_exp_avg_sq'))
+        out['steps'].append(st['step'])
+    return out
+
+def _group_hyper(group):
+    "The hyper-parameters `diffgrad` takes, from a param group."
+    lr = group['lr']
+    if isinstance(lr, Tensor) and lr.dim(): lr = lr.view(())   # one element: a 0-dim view (a scheduler's fill_ shows)
+    return dict(lr=lr, beta1=group['betas'][0], beta2=group['betas'][1], eps=group['eps'],
+                weight_decay=group['weight_decay'], decoupled_weight_decay=group['decoupled_weight_decay'],
+                amsgrad=group['amsgrad'], friction=group['friction'], maximize=group['maximize'])
+
 # %% ../nbs/01_optim.ipynb #46e8448a
 class DiffGrad(torch.optim.Optimizer):
     "diffGrad (Dubey et al. 2019): Adam whose step is scaled element-wise by a friction of the gradient change."
@@ -127,20 +163,7 @@ class DiffGrad(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         "Load a DiffGrad state (another optimizer's is refused); low-precision params get their float32 state back exactly."
-        loaded = {}
-        def check_and_keep(opt, sd):       # last pre-hook: sees what the user's pre-hooks made of the state dict
-            _check_diffgrad_state(sd); loaded.update(sd)
-        def restore_float32(opt):          # first post-hook: the user's post-hooks see the float32 state
-            ids = [i for g in loaded['param_groups'] for i in g['params']]
-            for i, p in zip(ids, (p for g in opt.param_groups for p in g['params'])):
-                if p.dtype in _LOW_PRECISION and i in loaded['state']:   # torch's load cast it to p's dtype
-                    for k, v in loaded['state'][i].items():
-                        if k != 'step' and torch.is_tensor(v): opt.state[p][k] = v.to(p.device, torch.float32, copy=True)
-        hooks = (self.register_load_state_dict_pre_hook(check_and_keep),
-                 self.register_load_state_dict_post_hook(restore_float32, prepend=True))
-        try: super().load_state_dict(state_dict)
-        finally:
-            for h in hooks: h.remove()
+        _load_keeping_float32(self, state_dict, super().load_state_dict)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -151,13 +174,7 @@ class DiffGrad(torch.optim.Optimizer):
             if isinstance(st, dict) and 'step' in st and not torch.is_tensor(st['step']):
                 st['step'] = torch.tensor(float(st['step']), dtype=torch.float32)
 
-    def _init_state(self, p, state):
-        "Fresh state for parameter `p`: float32 for low-precision params, else p's dtype (real view for complex)."
-        like = torch.view_as_real(p) if p.is_complex() else p
-        dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
-        zeros = lambda: torch.zeros_like(like, dtype=dtype, memory_format=torch.preserve_format)
-        state['step'] = torch.tensor(0.0, dtype=torch.float32)
-        state['exp_avg'], state['exp_avg_sq'], state['prev_grad'] = zeros(), zeros(), zeros()
+    def _init_state(self, p, state): state.update(_fresh_state(p))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -181,31 +198,26 @@ class DiffGrad(torch.optim.Optimizer):
             if live: caches[i].plan.run(live, **_group_hyper(group))
         return loss
 
-    def _gather(self, group):
-        "Lists of the tensors to update in `group`, as real tensors; parameters without gradient are skipped."
-        out = {k: [] for k in ('params', 'grads', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')}
-        for p in group['params']:
-            if p.grad is None: continue
-            if p.grad.is_sparse:
-                raise RuntimeError("DiffGrad does not support sparse gradients (its gradient change dg is dense); "
-                                   "use torch.optim.SparseAdam or a dense embedding gradient (sparse=False)")
-            state = self.state[p]
-            if not state: self._init_state(p, state)
-            if group['amsgrad'] and 'max_exp_avg_sq' not in state:
-                state['max_exp_avg_sq'] = torch.zeros_like(state['exp_avg_sq'])
-            real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
-            out['params'].append(real(p)); out['grads'].append(real(p.grad))
-            for k in ('exp_avg', 'exp_avg_sq', 'prev_grad'): out[k + 's'].append(state[k])
-            out['max_exp_avg_sqs'].append(state.get('max_exp_avg_sq'))
-            out['steps'].append(state['step'])
-        return out
+    def _gather(self, group): return _gather_group(group, self.state, self._init_state)
 
-def _group_hyper(group):
-    lr = group['lr']
-    if isinstance(lr, Tensor) and lr.dim(): lr = lr.view(())   # one element: a 0-dim view (a scheduler's fill_ shows)
-    return dict(lr=lr, beta1=group['betas'][0], beta2=group['betas'][1], eps=group['eps'],
-                weight_decay=group['weight_decay'], decoupled_weight_decay=group['decoupled_weight_decay'],
-                amsgrad=group['amsgrad'], friction=group['friction'], maximize=group['maximize'])
+
+# %% ../nbs/01_optim.ipynb #d4e0f85f
+def _load_keeping_float32(opt, state_dict, load):
+    "`load(state_dict)` (torch's load_state_dict, with its hooks) checked first, with low-precision params' float32 state kept."
+    loaded = {}
+    def check_and_keep(opt, sd):       # the last pre-hook: sees what the user's pre-hooks made of the state dict
+        _check_diffgrad_state(sd); loaded.update(sd)
+    def restore_float32(opt):          # the first post-hook: the user's post-hooks see the float32 state
+        ids = [i for g in loaded['param_groups'] for i in g['params']]
+        for i, p in zip(ids, (p for g in opt.param_groups for p in g['params'])):
+            if p.dtype in _LOW_PRECISION and i in loaded['state']:   # torch's load cast it to p's dtype
+                for k, v in loaded['state'][i].items():
+                    if k != 'step' and torch.is_tensor(v): opt.state[p][k] = v.to(p.device, torch.float32, copy=True)
+    hooks = (opt.register_load_state_dict_pre_hook(check_and_keep),
+             opt.register_load_state_dict_post_hook(restore_float32, prepend=True))
+    try: load(state_dict)
+    finally:
+        for h in hooks: h.remove()
 
 # %% ../nbs/01_optim.ipynb #3216eef0
 def _path_flags(group): return group['foreach'], group['fused'], group['amsgrad']
