@@ -216,6 +216,7 @@ def walkable(param: Tensor, # a parameter (a real view of a complex one)
     shape, stride = param.shape, param.stride()
     return all(t.shape == shape and t.stride() == stride for t in (grad, *state)) and _dense(param)
 
+# %% ../nbs/01a_fused.ipynb #515732dc
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
 def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
@@ -264,6 +265,7 @@ if not hasattr(torch.ops.diffgrad_nb, 'fused_step_'):   # once per process (a no
     _op = torch.library.custom_op('diffgrad_nb::fused_step_', _walk, mutates_args=_MUTATED, device_types='cpu')
     _op.register_fake(_walk_fake)
 
+# %% ../nbs/01a_fused.ipynb #25a0cea9
 def kernel_friction(friction: Friction, # the friction record
                     grads: list, # the gradients that enter m, v and dg (after maximize and coupled weight decay)
                    ) -> tuple: # (kind, a, b, coefs): kind 0 (xi = 1), 1 (sigmoid of c|dg| - mu) or 2 (of c dg - mu)
