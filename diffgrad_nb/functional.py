@@ -9,6 +9,7 @@ __all__ = ['BACKENDS', 'use_backend', 'choose_paths', 'fused_unavailable', 'diff
 import math, types, warnings
 from collections import defaultdict
 from contextlib import contextmanager
+from operator import attrgetter
 import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_value
@@ -82,15 +83,16 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
     "The foreach path: Eqs. 11-20 with torch._foreach_* kernels over each (device, dtype) group of tensors."
     lr = _get_value(lr)
     for idx in _group_by_device_dtype(params):
-        P_orig = [params[i] for i in idx]
+        device_params = [params[i] for i in idx]
         computed = [_as_compute(params[i], grads[i]) for i in idx]   # float32 copies for low-precision params
-        S = [steps[i] for i in idx]
-        torch._foreach_add_(S, 1)
+        device_steps = [steps[i] for i in idx]
+        torch._foreach_add_(device_steps, 1)
         # cache blocking only where kernels run on one thread in eager mode (see above); else one block of whole tensors
-        blocked = not torch.compiler.is_compiling() and P_orig[0].device.type == 'cpu' and torch.get_num_threads() == 1
+        blocked = (not torch.compiler.is_compiling() and device_params[0].device.type == 'cpu'
+                   and torch.get_num_threads() == 1)
         chunk = _CHUNK if blocked and friction.elementwise else None
         rows = []   # (p, g, m, v, prev[, vmax], step_size, bc2_sqrt) for every piece of every tensor
-        for (p, g), i, s in zip(computed, idx, S):
+        for (p, g), i, s in zip(computed, idx, device_steps):
             t = _step_count(s)
             scal = (-lr / (1 - beta1 ** t), (1 - beta2 ** t) ** 0.5)
             bufs = [p, g, exp_avgs[i], exp_avg_sqs[i], prev_grads[i]] + ([max_exp_avg_sqs[i]] if amsgrad else [])
@@ -99,42 +101,43 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
             _foreach_block(*b[:5], b[5] if amsgrad else None, step_sizes=b[-2], bc2_sqrts=b[-1], lr=lr, beta1=beta1,
                            beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                            friction=friction, maximize=maximize)
-        for p, (q, _) in zip(P_orig, computed):
+        for p, (q, _) in zip(device_params, computed):
             if p is not q: p.copy_(q)
 
-def _foreach_friction_(D, G, friction):
-    "D holds dg of each tensor; replaced in place by xi = a sigmoid(c x - mu) + b, as the friction record says."
-    if friction.abs_dg: torch._foreach_abs_(D)
+def _foreach_friction_(prev_grads, grads, friction):
+    "`prev_grads` hold dg of each tensor; replaced in place by xi = a sigmoid(c x - mu) + b, as the friction record says."
+    if friction.abs_dg: torch._foreach_abs_(prev_grads)
     if not friction.elementwise:
-        for d, g in zip(D, G):                                     # c and mu of each tensor from its |g|
+        for d, g in zip(prev_grads, grads):                        # c and mu of each tensor from its |g|
             c, mu = friction.slope_shift(g); d.mul_(c).sub_(mu)
-    elif friction.slope != 1: torch._foreach_mul_(D, friction.slope)
-    torch._foreach_sigmoid_(D)
-    if friction.scale != 1: torch._foreach_mul_(D, friction.scale)
-    if friction.offset: torch._foreach_add_(D, friction.offset)
+    elif friction.slope != 1: torch._foreach_mul_(prev_grads, friction.slope)
+    torch._foreach_sigmoid_(prev_grads)
+    if friction.scale != 1: torch._foreach_mul_(prev_grads, friction.scale)
+    if friction.offset: torch._foreach_add_(prev_grads, friction.offset)
 
-def _foreach_block(P, G, M, V, D, VM, *, step_sizes, bc2_sqrts, lr, beta1, beta2, eps, weight_decay,
-                   decoupled_weight_decay, friction, maximize):
+def _foreach_block(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, *, step_sizes, bc2_sqrts, lr,
+                   beta1, beta2, eps, weight_decay, decoupled_weight_decay, friction, maximize):
     "Eqs. 11-20 on one block of tensors (or pieces), in the operation order of torch.optim.Adam."
-    P, G, M, V, D = map(list, (P, G, M, V, D))
-    if maximize: G = torch._foreach_neg(G)                         # new tensors: p.grad is never modified
-    if weight_decay and decoupled_weight_decay: torch._foreach_mul_(P, 1 - lr * weight_decay)
-    elif weight_decay: G = torch._foreach_add(G, P, alpha=weight_decay)
-    torch._foreach_lerp_(M, G, 1 - beta1)
-    torch._foreach_mul_(V, beta2); torch._foreach_addcmul_(V, G, G, 1 - beta2)
-    if VM is not None:
-        VM = list(VM); torch._foreach_maximum_(VM, V); V = VM
-    denom = torch._foreach_sqrt(V)
+    params, grads, exp_avgs, exp_avg_sqs, prev_grads = map(list, (params, grads, exp_avgs, exp_avg_sqs, prev_grads))
+    if maximize: grads = torch._foreach_neg(grads)                 # new tensors: p.grad is never modified
+    if weight_decay and decoupled_weight_decay: torch._foreach_mul_(params, 1 - lr * weight_decay)
+    elif weight_decay: grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2); torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    second_moments = exp_avg_sqs                                   # the v of the denominator: AMSGrad's maxima if kept
+    if max_exp_avg_sqs is not None:
+        second_moments = list(max_exp_avg_sqs); torch._foreach_maximum_(second_moments, exp_avg_sqs)
+    denom = torch._foreach_sqrt(second_moments)
     torch._foreach_div_(denom, list(bc2_sqrts))
     torch._foreach_add_(denom, eps)
     if not friction.constant:
-        torch._foreach_sub_(D, G)                                  # dg = g_{t-1} - g_t, in place
-        _foreach_friction_(D, G, friction)
-        torch._foreach_div_(denom, D)
-    torch._foreach_copy_(D, G)
+        torch._foreach_sub_(prev_grads, grads)                     # dg = g_{t-1} - g_t, in place
+        _foreach_friction_(prev_grads, grads, friction)
+        torch._foreach_div_(denom, prev_grads)
+    torch._foreach_copy_(prev_grads, grads)
     if torch.compiler.is_compiling():                              # tensor step sizes: folded into the denominator
-        torch._foreach_div_(denom, list(step_sizes)); torch._foreach_addcdiv_(P, M, denom)
-    else: torch._foreach_addcdiv_(P, M, denom, list(step_sizes))
+        torch._foreach_div_(denom, list(step_sizes)); torch._foreach_addcdiv_(params, exp_avgs, denom)
+    else: torch._foreach_addcdiv_(params, exp_avgs, denom, list(step_sizes))
 
 # %% ../nbs/01b_functional.ipynb #d99fb1d0
 BACKENDS = {'cpu': 'native', 'cuda': 'compile'}   # the fused backend of each device type
@@ -159,7 +162,8 @@ def _own_code(fn, tag):
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 def _bind(static):
-    def step(P, G, M, V, D, VM, S, lr): return _multi_tensor_step(P, G, M, V, D, VM, S, lr=lr, **static)
+    def step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, lr):
+        return _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, lr=lr, **static)
     return step
 
 def _compiled_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, lr, **static):
@@ -174,21 +178,16 @@ def _compiled_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg
     _COMPILED[key](*lists, lr)
 
 # %% ../nbs/01b_functional.ipynb #e8a8ffb8
-def _native_ok():
-    "Whether the C kernel is available; warns once when it is not (e.g. a fused state_dict loaded on another machine)."
-    if _kernel._LIB is not None: return True
-    try: _kernel.native_lib(); return True
-    except RuntimeError as e:
-        if not getattr(_native_ok, 'warned', False):
-            warnings.warn(f"DiffGrad(fused=True) runs the foreach path: {e}", UserWarning); _native_ok.warned = True
-        return False
-
-def _native_available():
-    "Whether the C kernel is built or can be built here, quietly (the default path falls back without a warning)."
-    if _kernel._LIB is not None or _kernel._LIB_ERROR is not None: return _kernel._LIB is not None
-    if torch.compiler.is_compiling(): return False   # never build under tracing: that run stays on the foreach path
-    try: _kernel.native_lib(); return True
-    except RuntimeError: return False
+def _native_available(warn: bool=False # say once why not (where fused=True asked for the kernel)
+                     ) -> bool:
+    "Whether the C kernel is built or can be built here (never built under tracing: that run stays on the foreach path)."
+    if _kernel._LIB is None and _kernel._LIB_ERROR is None and not torch.compiler.is_compiling():
+        try: _kernel.native_lib()
+        except RuntimeError: pass                       # the reason is kept in _kernel._LIB_ERROR
+    if _kernel._LIB is None and warn and _kernel._LIB_ERROR and not getattr(_native_available, 'warned', False):
+        warnings.warn(f"DiffGrad(fused=True) runs the foreach path: {_kernel._LIB_ERROR}", UserWarning)
+        _native_available.warned = True
+    return _kernel._LIB is not None
 
 def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, prev_grads: list, max_exp_avg_sqs: list,
                  *, foreach: bool|None=None, fused: bool|None=None,
@@ -202,7 +201,7 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
         backend = BACKENDS.get(p.device.type)
         if default and backend != 'native': backend = 'foreach'   # the default fuses with the C kernel only
         if backend == 'native':
-            if available is None: available = _native_available() if default else _native_ok()
+            if available is None: available = _native_available(warn=not default)
             vm = max_exp_avg_sqs[i]
             state = (exp_avgs[i], exp_avg_sqs[i], prev_grads[i]) + (() if vm is None else (vm,))
             dtype = torch.float32 if p.dtype in _LOW_PRECISION else None
@@ -224,18 +223,36 @@ def fused_unavailable(params: list # the parameters of a group with fused=True
         else: why.append(f"no fused step for device {dev!r}")
     return why
 
-def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, **hyper):
-    "The C kernel, one call per dtype; bfloat16/float16 parameters through float32 copies, rounded back once."
-    groups = defaultdict(list)
-    for i, p in enumerate(params): groups[p.dtype].append(i)
-    for dtype, idx in groups.items():
-        pick = (lambda L: L) if len(idx) == len(params) else (lambda L: [L[i] for i in idx])
-        P_orig, G_orig = pick(params), pick(grads)
-        computed = [_as_compute(p, g) for p, g in zip(P_orig, G_orig)]
-        P, G = [c[0] for c in computed], [c[1] for c in computed]
-        _kernel.fused_step(P, G, *map(pick, (exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)), **hyper,
-                           checked=True)                                    # choose_paths checked `walkable`
-        if dtype in _LOW_PRECISION: torch._foreach_copy_(P_orig, P)
+# %% ../nbs/01b_functional.ipynb #12f585cd
+def _pick(idx, n):
+    "Selects the entries `idx` of a list of length `n` (the list itself where `idx` is all of it)."
+    return (lambda L: L) if len(idx) == n else (lambda L: [L[i] for i in idx])
+
+def _kernel_groups(params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps) -> dict:
+    "{dtype: (indices, the kernel's tables or None)}: the tensors on the kernel, one launch per dtype."
+    by_dtype = defaultdict(list)
+    for i, p in enumerate(params): by_dtype[p.dtype].append(i)
+    groups = {}
+    for dtype, idx in by_dtype.items():
+        state = [*map(_pick(idx, len(params)), (params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps))]
+        # tables hold pointers: made in eager mode only, and for DiffGrad's own float32 CPU step counters
+        eager = not torch.compiler.is_compiling() and _kernel._counters_ok(state[-1])
+        groups[dtype] = (idx, _kernel._KernelTables(*state, params_change=dtype in _LOW_PRECISION) if eager else None)
+    return groups
+
+def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, groups=None, **hyper):
+    "The C kernel, one call per dtype (`groups`: see `_kernel_groups`); bfloat16/float16 params through float32 copies."
+    lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
+    for dtype, (idx, tables) in (groups or _kernel_groups(*lists[:1], *lists[2:])).items():
+        pick = _pick(idx, len(params))
+        dtype_params, dtype_grads = pick(params), pick(grads)
+        if dtype in _LOW_PRECISION:                       # the kernel's float32 copies (the state is float32)
+            computed = [_as_compute(p, g) for p, g in zip(dtype_params, dtype_grads)]
+            kernel_params, kernel_grads = [c[0] for c in computed], [c[1] for c in computed]
+        else: kernel_params, kernel_grads = dtype_params, dtype_grads
+        # walkable: checked by choose_paths when the plan was made, by `_Plan.fits` at every step since
+        _kernel.fused_step(kernel_params, kernel_grads, *map(pick, lists[2:]), **hyper, tables=tables)
+        if dtype in _LOW_PRECISION: torch._foreach_copy_(dtype_params, kernel_params)
 
 def _run_path(path, *lists, **hyper):
     if path == 'native': return _native_step(*lists, **hyper)
@@ -243,6 +260,44 @@ def _run_path(path, *lists, **hyper):
     if path == 'foreach': return _multi_tensor_step(*lists, **hyper)
     return _single_tensor_step(*lists, **hyper)
 
+# %% ../nbs/01b_functional.ipynb #7788914b
+_dtype, _is_cpu = attrgetter('dtype'), attrgetter('is_cpu')
+
+def _grad_layouts(grads):
+    "What `choose_paths` read of each gradient (layout as contiguous or not: the strides of the others are compared apart)."
+    return [*map(_dtype, grads)], [*map(_is_cpu, grads)], [*map(Tensor.numel, grads)], [*map(Tensor.is_contiguous, grads)]
+
+class _Plan:
+    "`choose_paths`' split of a list of tensors, with the kernel's tables: made once, `run` with each step's gradients."
+    def __init__(self, params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *,
+                 foreach: bool|None=None, fused: bool|None=None):
+        self.n, state = len(params), (exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
+        self.paths = {}   # path -> (indices, params, state lists, the kernel's groups)
+        for path, idx in choose_paths(params, grads, *state[:4], foreach=foreach, fused=fused).items():
+            pick = _pick(idx, self.n)
+            tensors = [*map(pick, (params, *state))]
+            self.paths[path] = (idx, tensors, _kernel_groups(*tensors) if path == 'native' else None)
+        if torch.compiler.is_compiling(): return          # a traced plan is never reused: nothing to check later
+        # where the gradients decided the path (the kernel was a candidate), they must keep what they had (see `fits`)
+        self.watched = fused or (fused is None and foreach is None)
+        self.grad_layouts = _grad_layouts(grads) if self.watched else None
+        self.strided = {i: (g.shape, g.stride()) for i, g in enumerate(grads) if self.watched and not g.is_contiguous()}
+
+    def fits(self, grads: list) -> bool:
+        "Whether this step's `grads` take the paths those the plan was made with took (a cheap check, per step)."
+        if not self.watched: return True
+        return _grad_layouts(grads) == self.grad_layouts and all(
+            (grads[i].shape, grads[i].stride()) == layout for i, layout in self.strided.items())
+
+    def run(self, grads: list, **hyper):
+        "One step of every tensor on its path; `grads` in the order of the plan's params."
+        if isinstance(hyper['friction'], str): hyper['friction'] = get_friction(hyper['friction'])
+        for path, (idx, (params, *state), groups) in self.paths.items():
+            gs = grads if len(idx) == self.n else [grads[i] for i in idx]
+            if path == 'native': _native_step(params, gs, *state, groups=groups, **hyper)
+            else: _run_path(path, params, gs, *state, **hyper)
+
+# %% ../nbs/01b_functional.ipynb #997753fb
 def diffgrad(params: list, # parameters (complex ones viewed as real), updated in place
              grads: list, # their gradients (never modified)
              exp_avgs: list, exp_avg_sqs: list, prev_grads: list, # state buffers m, v, g_{t-1}, updated in place
@@ -255,9 +310,6 @@ def diffgrad(params: list, # parameters (complex ones viewed as real), updated i
              friction: str|Friction="dfc", # a name of `FRICTIONS` or a `Friction` record
              maximize: bool=False):
     "Functional diffGrad: one step of Eqs. 11-20 over lists of tensors, as `torch.optim.adam.adam` is to `Adam`."
-    friction = get_friction(friction) if isinstance(friction, str) else friction
-    hyper = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                 decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, friction=friction, maximize=maximize)
-    lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
-    for path, idx in choose_paths(*lists[:6], foreach=foreach, fused=fused).items():
-        _run_path(path, *(lists if len(idx) == len(params) else [[L[i] for i in idx] for L in lists]), **hyper)
+    plan = _Plan(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, foreach=foreach, fused=fused)
+    plan.run(grads, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, friction=friction, maximize=maximize)

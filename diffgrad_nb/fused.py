@@ -216,6 +216,7 @@ def walkable(param: Tensor, # a parameter (a real view of a complex one)
     shape, stride = param.shape, param.stride()
     return all(t.shape == shape and t.stride() == stride for t in (grad, *state)) and _dense(param)
 
+# %% ../nbs/01a_fused.ipynb #515732dc
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
 def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
@@ -230,20 +231,32 @@ def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp
         if not (walkable(params[i], grads[i], *state) and s.dtype == torch.float32 and s.is_cpu and s.numel() == 1):
             ok = False; break
     if not ok: raise ValueError('diffgrad_nb::fused_step_: tensors the kernel cannot walk (see `walkable`)')
-    _launch(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags)
+    _KernelTables(params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps).launch(grads, coefs, hyper, flags)
 
-def _launch(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags):
-    "The C kernel itself, on tensors already checked by `_walk` (or by the functional step's routing)."
-    n = len(params)
-    if n == 0: return
-    fn = getattr(native_lib(), 'diffgrad_step_f64' if params[0].dtype == torch.float64 else 'diffgrad_step_f32')
-    ptrs = [t.data_ptr() for L in (params, grads, exp_avgs, exp_avg_sqs, prev_grads) for t in L]
-    ptrs += [t.data_ptr() for t in max_exp_avg_sqs] if max_exp_avg_sqs else [0] * n
-    ptrs = torch.tensor(ptrs + [s.data_ptr() for s in steps], dtype=torch.int64)
-    numel = torch.tensor([p.numel() for p in params], dtype=torch.int64)
-    coefs, hyper = coefs.cpu().contiguous(), hyper.cpu().contiguous()
-    rc = fn(n, ptrs.data_ptr(), numel.data_ptr(), coefs.data_ptr(), hyper.data_ptr(), flags, torch.get_num_threads())
-    if rc: raise MemoryError('fused DiffGrad step: out of memory')
+class _KernelTables:
+    "The kernel's tables for a list of walkable tensors: pointers to every tensor and element counts, made once."
+    def __init__(self, params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, # the tensors (see `_walk`)
+                 params_change: bool=False): # True: the params are float32 copies, new at every launch
+        n = self.n = len(params)
+        self.params_change = params_change
+        self.fn = getattr(native_lib(), 'diffgrad_step_f64' if n and params[0].dtype == torch.float64 else 'diffgrad_step_f32')
+        vmax = max_exp_avg_sqs or [None] * n
+        ptrs = [t.data_ptr() for L in (params, params, exp_avgs, exp_avg_sqs, prev_grads) for t in L]   # row 2: grads
+        ptrs += [0 if t is None else t.data_ptr() for t in vmax] + [s.data_ptr() for s in steps]
+        self.ptrs = (ctypes.c_int64 * len(ptrs))(*ptrs)    # ctypes arrays: a row is refilled from a list in ~25 ns/tensor
+        self.numel = (ctypes.c_int64 * n)(*[p.numel() for p in params])
+
+    def launch(self, grads, coefs: Tensor, hyper: Tensor, flags: int,
+               params=None): # this launch's params where `params_change`
+        "Run the kernel on this step's gradients (tensors walkable with the tables' ones; nothing is checked here)."
+        n, ptrs = self.n, self.ptrs
+        if n == 0: return
+        if self.params_change: ptrs[:n] = list(map(Tensor.data_ptr, params))
+        ptrs[n:2 * n] = list(map(Tensor.data_ptr, grads))
+        coefs, hyper = coefs.cpu().contiguous(), hyper.cpu().contiguous()
+        rc = self.fn(n, ctypes.addressof(ptrs), ctypes.addressof(self.numel), coefs.data_ptr(), hyper.data_ptr(), flags,
+                     torch.get_num_threads())
+        if rc: raise MemoryError('fused DiffGrad step: out of memory')
 
 def _walk_fake(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, coefs, hyper, flags):
     return None   # mutates its arguments in place, returns nothing
@@ -252,6 +265,7 @@ if not hasattr(torch.ops.diffgrad_nb, 'fused_step_'):   # once per process (a no
     _op = torch.library.custom_op('diffgrad_nb::fused_step_', _walk, mutates_args=_MUTATED, device_types='cpu')
     _op.register_fake(_walk_fake)
 
+# %% ../nbs/01a_fused.ipynb #25a0cea9
 def kernel_friction(friction: Friction, # the friction record
                     grads: list, # the gradients that enter m, v and dg (after maximize and coupled weight decay)
                    ) -> tuple: # (kind, a, b, coefs): kind 0 (xi = 1), 1 (sigmoid of c|dg| - mu) or 2 (of c dg - mu)
@@ -264,26 +278,29 @@ def kernel_friction(friction: Friction, # the friction record
         coefs = torch.stack(rows).double() if rows else torch.zeros(0, 2, dtype=torch.float64)
     return kind, friction.scale, friction.offset, coefs
 
+def _counters_ok(steps):
+    "The kernel counts steps in place in float32 CPU tensors (DiffGrad's own); others are counted on float32 copies."
+    return all(s.is_cpu and s.dtype is torch.float32 for s in steps)
+
 def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *,
                lr, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool,
                amsgrad: bool, friction: Friction, maximize: bool,
-               checked: bool=False): # True: the caller has checked `walkable` for every tensor (skips the check)
+               tables: _KernelTables|None=None): # made for these tensors (whose `walkable` the caller checked); eager only
     "One pass of the kernel over walkable tensors of one dtype, with the signature of the other paths' steps."
-    G = grads
-    if not friction.elementwise:                          # statistics of the gradient that enters m, v and dg
-        G = torch._foreach_neg(G) if maximize else G
-        if weight_decay and not decoupled_weight_decay: G = torch._foreach_add(G, params, alpha=weight_decay)
-    kind, fa, fb, coefs = kernel_friction(friction, G)
+    entering = grads                                      # the gradients that enter m, v and dg
+    if not friction.elementwise:                          # (only the per-tensor statistics need them before the kernel)
+        entering = torch._foreach_neg(entering) if maximize else entering
+        if weight_decay and not decoupled_weight_decay: entering = torch._foreach_add(entering, params, alpha=weight_decay)
+    kind, fa, fb, coefs = kernel_friction(friction, entering)
     hyper = torch.tensor([0.0, beta1, beta2, eps, weight_decay, fa, fb], dtype=torch.float64)
     hyper[0] = lr                                         # a float, or a tensor read where it lives
     flags = (bool(weight_decay) and not decoupled_weight_decay) | (bool(weight_decay) and decoupled_weight_decay) << 1 \
             | bool(maximize) << 2 | bool(amsgrad) << 3 | kind << 4
-    S = steps
-    if not all(s.is_cpu and s.dtype is torch.float32 for s in S):
-        S = [s.to('cpu', torch.float32) for s in S]       # e.g. a step loaded from elsewhere: count on a float32 copy
-    args = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], S, coefs, hyper, flags)
+    counters = steps if tables is not None or _counters_ok(steps) else [s.to('cpu', torch.float32) for s in steps]
+    args = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], counters, coefs, hyper, flags)
     if torch.compiler.is_compiling(): torch.ops.diffgrad_nb.fused_step_(*args)
     else:   # eager: what the operator does, without its Python dispatch (2000 tensors: ~5 ms of CPU time)
-        (_launch if checked else _walk)(*args)
-        for L in (params, exp_avgs, exp_avg_sqs, prev_grads, args[5], S): torch.autograd.graph.increment_version(L)
-    if S is not steps: torch._foreach_copy_(steps, S)
+        if tables is None: _walk(*args)
+        else: tables.launch(grads, coefs, hyper, flags, params=params)
+        for L in (params, exp_avgs, exp_avg_sqs, prev_grads, args[5], counters): torch.autograd.graph.increment_version(L)
+    if counters is not steps: torch._foreach_copy_(steps, counters)

@@ -8,10 +8,12 @@ __all__ = ['OPTIMIZERS', 'reference_step', 'DiffGrad', 'compare_with_reference',
 # %% ../nbs/01_optim.ipynb #9f0d97f4
 import math, warnings
 from collections import defaultdict
+from itertools import repeat
+from operator import is_
 import torch
 from torch import Tensor
 from .friction import FRICTIONS, get_friction
-from .functional import diffgrad, fused_unavailable, _LOW_PRECISION
+from .functional import diffgrad, fused_unavailable, _LOW_PRECISION, _Plan
 
 # %% ../nbs/01_optim.ipynb #de50203c
 def reference_step(theta: Tensor, # parameter tensor (any float dtype; computed in float64)
@@ -55,6 +57,11 @@ def _check_lr(lr):
 
 def _validate_group(g):
     "Check one param group's parameters and hyper-parameters; a ValueError names the bad argument and its value."
+    first = {}                             # position of each tensor's first occurrence
+    for j, p in enumerate(g['params']):
+        if (i := first.setdefault(id(p), j)) != j:
+            raise ValueError(f"Invalid parameter group: the same tensor is given twice in one parameter group (positions "
+                             f"{i} and {j}); it would be stepped twice per step: give each parameter once")
     for p in g['params']:
         if not (p.is_floating_point() or p.is_complex()):
             raise ValueError(f"Invalid parameter: a tensor of dtype {p.dtype} (DiffGrad optimizes floating-point or complex tensors)")
@@ -84,6 +91,42 @@ def _check_diffgrad_state(state_dict):
             raise ValueError(f"Invalid state_dict: the state of parameter {k} has keys {sorted(st)}, not DiffGrad's "
                              f"({sorted(_STATE_KEYS)}, with prev_grad)")
 
+# %% ../nbs/01_optim.ipynb #c857c3ae
+_GATHERED = ('params', 'grads', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')   # diffgrad's lists
+
+def _fresh_state(p) -> dict:
+    "Fresh state for parameter `p`: float32 for low-precision params, else p's dtype (real view for complex)."
+    like = torch.view_as_real(p) if p.is_complex() else p
+    dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
+    zeros = lambda: torch.zeros_like(like, dtype=dtype, memory_format=torch.preserve_format)
+    return dict(step=torch.tensor(0.0, dtype=torch.float32), exp_avg=zeros(), exp_avg_sq=zeros(), prev_grad=zeros())
+
+def _gather_group(group, state, init_state) -> dict:
+    "The lists `diffgrad` takes for `group`'s params with a gradient (as real tensors); state made on first sight."
+    out = {k: [] for k in _GATHERED}
+    for p in group['params']:
+        if p.grad is None: continue
+        if p.grad.is_sparse:
+            raise RuntimeError("DiffGrad does not support sparse gradients (its gradient change dg is dense); "
+                               "use torch.optim.SparseAdam or a dense embedding gradient (sparse=False)")
+        st = state[p]
+        if not st: init_state(p, st)
+        if group['amsgrad'] and 'max_exp_avg_sq' not in st: st['max_exp_avg_sq'] = torch.zeros_like(st['exp_avg_sq'])
+        real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
+        out['params'].append(real(p)); out['grads'].append(real(p.grad))
+        for k in ('exp_avg', 'exp_avg_sq', 'prev_grad'): out[k + 's'].append(st[k])
+        out['max_exp_avg_sqs'].append(st.get('max_exp_avg_sq'))
+        out['steps'].append(st['step'])
+    return out
+
+def _group_hyper(group):
+    "The hyper-parameters `diffgrad` takes, from a param group."
+    lr = group['lr']
+    if isinstance(lr, Tensor) and lr.dim(): lr = lr.view(())   # one element: a 0-dim view (a scheduler's fill_ shows)
+    return dict(lr=lr, beta1=group['betas'][0], beta2=group['betas'][1], eps=group['eps'],
+                weight_decay=group['weight_decay'], decoupled_weight_decay=group['decoupled_weight_decay'],
+                amsgrad=group['amsgrad'], friction=group['friction'], maximize=group['maximize'])
+
 # %% ../nbs/01_optim.ipynb #46e8448a
 class DiffGrad(torch.optim.Optimizer):
     "diffGrad (Dubey et al. 2019): Adam whose step is scaled element-wise by a friction of the gradient change."
@@ -102,11 +145,14 @@ class DiffGrad(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas, eps=eps,
                         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
                         friction=friction, maximize=maximize, foreach=foreach, fused=fused)
+        self._caches = []                  # per param group: what its steps reuse (see `_GroupCache` below)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
         "Add a group (validated: a ValueError names a bad parameter or hyper-parameter); `fused` falls back with a warning where it cannot run."
-        super().add_param_group(param_group)
+        with warnings.catch_warnings():   # torch only warns about a duplicate in one group; we refuse it below
+            warnings.filterwarnings('ignore', message='optimizer contains a parameter group with duplicate parameters')
+            super().add_param_group(param_group)
         group = self.param_groups[-1]
         try: _validate_group(group)
         except ValueError: self.param_groups.pop(); raise
@@ -117,27 +163,18 @@ class DiffGrad(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         "Load a DiffGrad state (another optimizer's is refused); low-precision params get their float32 state back exactly."
-        _check_diffgrad_state(state_dict)
-        saved_ids = [i for g in state_dict['param_groups'] for i in g['params']]
-        saved = dict(state_dict['state'])
-        super().load_state_dict(state_dict)
-        for i, p in zip(saved_ids, (p for g in self.param_groups for p in g['params'])):
-            if p.dtype in _LOW_PRECISION and i in saved:
-                for k, v in saved[i].items():
-                    if k != 'step' and torch.is_tensor(v): self.state[p][k] = v.to(p.device, torch.float32, copy=True)
+        _load_keeping_float32(self, state_dict, super().load_state_dict)
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        self._caches = []                  # loaded, copied or unpickled: gathered anew at the next step
         for g in self.param_groups:
             for k, v in self.defaults.items(): g.setdefault(k, v)
+        for st in self.state.values():     # a step saved as a Python number (torch < 1.12, other code): our float32 tensor
+            if isinstance(st, dict) and 'step' in st and not torch.is_tensor(st['step']):
+                st['step'] = torch.tensor(float(st['step']), dtype=torch.float32)
 
-    def _init_state(self, p, state):
-        "Fresh state for parameter `p`: float32 for low-precision params, else p's dtype (real view for complex)."
-        like = torch.view_as_real(p) if p.is_complex() else p
-        dtype = torch.float32 if like.dtype in _LOW_PRECISION else like.dtype
-        zeros = lambda: torch.zeros_like(like, dtype=dtype, memory_format=torch.preserve_format)
-        state['step'] = torch.tensor(0.0, dtype=torch.float32)
-        state['exp_avg'], state['exp_avg_sq'], state['prev_grad'] = zeros(), zeros(), zeros()
+    def _init_state(self, p, state): state.update(_fresh_state(p))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -145,37 +182,76 @@ class DiffGrad(torch.optim.Optimizer):
         loss = None
         if closure is not None:
             with torch.enable_grad(): loss = closure()
-        for group in self.param_groups:
-            tensors = self._gather(group)
-            if tensors['params']:
-                diffgrad(**tensors, foreach=group['foreach'], fused=group['fused'], **_group_hyper(group))
+        caches, groups = self._caches, self.param_groups
+        if len(caches) != len(groups): caches[:] = (caches + [None] * len(groups))[:len(groups)]
+        for i, group in enumerate(groups):
+            if torch.compiler.is_compiling():          # traced: the compiled graph is the cache
+                tensors = self._gather(group)
+                if tensors['params']:
+                    diffgrad(**tensors, foreach=group['foreach'], fused=group['fused'], **_group_hyper(group))
+                continue
+            grads = [p.grad for p in group['params']]
+            live = caches[i].live_grads(group, grads, self.state) if caches[i] else None
+            if live is None:                           # first step, or something changed: gather and plan anew
+                tensors = self._gather(group)
+                caches[i], live = _GroupCache(group, grads, self.state, tensors), tensors['grads']
+            if live: caches[i].plan.run(live, **_group_hyper(group))
         return loss
 
-    def _gather(self, group):
-        "Lists of the tensors to update in `group`, as real tensors; parameters without gradient are skipped."
-        out = defaultdict(list)
-        for p in group['params']:
-            if p.grad is None: continue
-            if p.grad.is_sparse:
-                raise RuntimeError("DiffGrad does not support sparse gradients (its gradient change dg is dense); "
-                                   "use torch.optim.SparseAdam or a dense embedding gradient (sparse=False)")
-            state = self.state[p]
-            if not state: self._init_state(p, state)
-            if group['amsgrad'] and 'max_exp_avg_sq' not in state:
-                state['max_exp_avg_sq'] = torch.zeros_like(state['exp_avg_sq'])
-            real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
-            out['params'].append(real(p)); out['grads'].append(real(p.grad))
-            for k in ('exp_avg', 'exp_avg_sq', 'prev_grad'): out[k + 's'].append(state[k])
-            out['max_exp_avg_sqs'].append(state.get('max_exp_avg_sq'))
-            out['steps'].append(state['step'])
-        return out
+    def _gather(self, group): return _gather_group(group, self.state, self._init_state)
 
-def _group_hyper(group):
-    lr = group['lr']
-    if isinstance(lr, Tensor) and lr.dim(): lr = lr.view(())   # one element: a 0-dim view (a scheduler's fill_ shows)
-    return dict(lr=lr, beta1=group['betas'][0], beta2=group['betas'][1], eps=group['eps'],
-                weight_decay=group['weight_decay'], decoupled_weight_decay=group['decoupled_weight_decay'],
-                amsgrad=group['amsgrad'], friction=group['friction'], maximize=group['maximize'])
+
+# %% ../nbs/01_optim.ipynb #d4e0f85f
+def _load_keeping_float32(opt, state_dict, load):
+    "`load(state_dict)` (torch's load_state_dict, with its hooks) checked first, with low-precision params' float32 state kept."
+    loaded = {}
+    def check_and_keep(opt, sd):       # the last pre-hook: sees what the user's pre-hooks made of the state dict
+        _check_diffgrad_state(sd); loaded.update(sd)
+    def restore_float32(opt):          # the first post-hook: the user's post-hooks see the float32 state
+        ids = [i for g in loaded['param_groups'] for i in g['params']]
+        for i, p in zip(ids, (p for g in opt.param_groups for p in g['params'])):
+            if p.dtype in _LOW_PRECISION and i in loaded['state']:   # torch's load cast it to p's dtype
+                for k, v in loaded['state'][i].items():
+                    if k != 'step' and torch.is_tensor(v): opt.state[p][k] = v.to(p.device, torch.float32, copy=True)
+    hooks = (opt.register_load_state_dict_pre_hook(check_and_keep),
+             opt.register_load_state_dict_post_hook(restore_float32, prepend=True))
+    try: load(state_dict)
+    finally:
+        for h in hooks: h.remove()
+
+# %% ../nbs/01_optim.ipynb #3216eef0
+def _path_flags(group): return group['foreach'], group['fused'], group['amsgrad']
+
+_layout = lambda t: t.layout
+
+class _GroupCache:
+    "One param group's gathered tensors and their `_Plan`, reused by the steps that follow while they still hold."
+    def __init__(self, group, grads, state, tensors):
+        self.group, self.state, self.flags = group, state, _path_flags(group)
+        self.params, self.has_grad = list(group['params']), [g is not None for g in grads]
+        self.live = [p for p, g in zip(self.params, grads) if g is not None]          # the params stepped
+        self.ptrs = [*map(Tensor.data_ptr, self.live)]
+        self.states = [*map(state.get, self.live)]
+        self.buffers = {k: tensors[k + 's'] for k in _STATE_KEYS}                     # each state tensor, by key
+        self.complex = [k for k, p in enumerate(self.live) if p.is_complex()]
+        self.plan = _Plan(**tensors, foreach=group['foreach'], fused=group['fused'])
+
+    def live_grads(self, group, grads, state) -> list|None:
+        "This step's gradients of the params stepped (real views of complex ones); None where the cache no longer holds."
+        if not (group is self.group and state is self.state and _path_flags(group) == self.flags
+                and len(grads) == len(self.params) and all(map(is_, group['params'], self.params))
+                and [g is not None for g in grads] == self.has_grad                 # a gradient came or went
+                and [*map(Tensor.data_ptr, self.live)] == self.ptrs                 # p.data reassigned, cast or moved
+                and all(map(is_, map(state.get, self.live), self.states))):         # a param's state replaced
+            return None
+        for k, ts in self.buffers.items():                                          # a state tensor replaced
+            if not all(map(is_, map(dict.get, self.states, repeat(k)), ts)): return None
+        live = grads if len(self.live) == len(grads) else [g for g in grads if g is not None]
+        if not all(map(is_, map(_layout, live), repeat(torch.strided))): return None   # sparse: _gather refuses it
+        if self.complex:
+            live = list(live)
+            for k in self.complex: live[k] = torch.view_as_real(live[k])
+        return live if self.plan.fits(live) else None
 
 # %% ../nbs/01_optim.ipynb #3bedf865
 _SHAPES = [(7,), (3, 5), (4, 3, 2, 2), (1,), (64,)]
