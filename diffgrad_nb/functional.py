@@ -109,7 +109,9 @@ def _foreach_friction_(D, G, friction):
         for d, g in zip(D, G):                                     # c and mu of each tensor from its |g|
             c, mu = friction.slope_shift(g); d.mul_(c).sub_(mu)
     elif friction.slope != 1: torch._foreach_mul_(D, friction.slope)
-    torch._foreach_sigmoid_(D)
+    if torch.compiler.is_compiling():                              # inductor has no foreach sigmoid: it would run as
+        for d in D: d.sigmoid_()                                   # an opaque op and split the step into a kernel per tensor
+    else: torch._foreach_sigmoid_(D)
     if friction.scale != 1: torch._foreach_mul_(D, friction.scale)
     if friction.offset: torch._foreach_add_(D, friction.offset)
 
