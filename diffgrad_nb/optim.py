@@ -160,7 +160,9 @@ class DiffGrad(torch.optim.Optimizer):
                 raise RuntimeError("DiffGrad does not support sparse gradients (its gradient change dg is dense); "
                                    "use torch.optim.SparseAdam or a dense embedding gradient (sparse=False)")
             state = self.state[p]
-            if not state: self._init_state(p, state)
+            if not state:
+                self._init_state(p, state)
+                if group['fused']: state['step'] = p.new_zeros((), dtype=torch.float32)   # on p's device, as Adam(fused=True)
             if group['amsgrad'] and 'max_exp_avg_sq' not in state:
                 state['max_exp_avg_sq'] = torch.zeros_like(state['exp_avg_sq'])
             real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
