@@ -229,7 +229,7 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
     if fused and foreach: raise ValueError(f"Invalid foreach: {foreach!r} together with fused=True (choose one path)")
     default = fused is None and foreach is None
     if not fused and not default: return {'for-loop' if foreach is False else 'foreach': list(range(len(params)))}
-    out, available = defaultdict(list), None
+    out, available = {}, None                                    # a plain dict: dynamo of torch 2.5-2.6 cannot trace dict(defaultdict)
     for i, p in enumerate(params):
         backend = BACKENDS.get(p.device.type)
         if default and backend != 'native': backend = 'foreach'   # the default fuses with the C kernel only
@@ -240,8 +240,8 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
             dtype = torch.float32 if p.dtype in _LOW_PRECISION else None
             if not (available and grads[i].dtype == p.dtype and _kernel.walkable(p, grads[i], *state, dtype=dtype)):
                 backend = 'foreach'
-        out[backend or 'foreach'].append(i)
-    return dict(out)
+        out.setdefault(backend or 'foreach', []).append(i)
+    return out
 
 def fused_unavailable(params: list # the parameters of a group with fused=True
                      ) -> list: # the reasons the fused step cannot run on them here (empty: it can)
