@@ -10,6 +10,7 @@ import ctypes, hashlib, os, platform, shutil, subprocess, tempfile
 from pathlib import Path
 import torch
 from torch import Tensor
+from typing import List
 from .friction import Friction
 
 # %% ../nbs/01a_fused.ipynb #e3b18b3c
@@ -218,8 +219,9 @@ def walkable(param: Tensor, # a parameter (a real view of a complex one)
 
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
-def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-          prev_grads: list[Tensor], max_exp_avg_sqs: list[Tensor], steps: list[Tensor],
+# typing.List, not list[Tensor]: custom_op infers the schema from these, and torch 2.4-2.6 accept only typing.List
+def _walk(params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
+          prev_grads: List[Tensor], max_exp_avg_sqs: List[Tensor], steps: List[Tensor],
           coefs: Tensor, hyper: Tensor, flags: int) -> None:
     "The C kernel over walkable tensors; `steps` are float32 counters it increments, `coefs` (c, mu) per tensor."
     n, vmax = len(params), max_exp_avg_sqs
