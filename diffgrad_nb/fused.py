@@ -280,12 +280,11 @@ def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs
     hyper[0] = lr                                         # a float, or a tensor read where it lives
     flags = (bool(weight_decay) and not decoupled_weight_decay) | (bool(weight_decay) and decoupled_weight_decay) << 1 \
             | bool(maximize) << 2 | bool(amsgrad) << 3 | kind << 4
-    S = steps
-    if not all(s.is_cpu and s.dtype is torch.float32 for s in S):
-        S = [s.to('cpu', torch.float32) for s in S]       # e.g. a step loaded from elsewhere: count on a float32 copy
+    S, copied = steps, not all(s.is_cpu and s.dtype is torch.float32 for s in steps)
+    if copied: S = [s.to('cpu', torch.float32) for s in S]   # e.g. a step loaded from elsewhere: count on a float32 copy
     args = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], S, coefs, hyper, flags)
     if torch.compiler.is_compiling(): torch.ops.diffgrad_nb.fused_step_(*args)
     else:   # eager: what the operator does, without its Python dispatch (2000 tensors: ~5 ms of CPU time)
         (_launch if checked else _walk)(*args)
         for L in (params, exp_avgs, exp_avg_sqs, prev_grads, args[5], S): torch.autograd.graph.increment_version(L)
-    if S is not steps: torch._foreach_copy_(steps, S)
+    if copied: torch._foreach_copy_(steps, S)            # (a flag: dynamo of torch 2.6 compares lists for `is not`)
