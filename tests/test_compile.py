@@ -14,6 +14,9 @@ The kernel counts of the compiled fused step (`fused=True`, whose CUDA backend i
 too, on a machine without a GPU: for CUDA from the wrapper inductor writes for fake CUDA tensors
 (benchmarks/cuda_codegen.py), for the CPU backend from `run_and_get_code`. A step must be a few kernels whatever the
 number of tensors, and its CUDA wrapper must do no host work (no CPU kernel or buffer, no `.item()`, no copy).
+And the graph dynamo and AOTAutograd trace for a fused step on fake CUDA tensors (`FakeTensorMode`: shapes, dtypes and
+devices, no memory) must hold CUDA tensors only (nothing to copy to or from the host) and no `.item()` (a sync).
+These three check what the pinned torch's compiler makes of the step (scripts/test_oldest_torch.sh leaves them out).
 """
 import json, os, subprocess, sys, time
 from pathlib import Path
@@ -143,4 +146,56 @@ def test_fused_step_kernels(case):
             assert r['host_work'] == [] and r['steps_on'] == ['cuda:0'], (n, r)   # nothing on or from the host
 
 
-if __name__ == '__main__': (_kernels if sys.argv[1].endswith('_kernels') else _child)(sys.argv[1])
+def _cuda_graph(case):
+    "Devices and ops of the functional ATen graph of one fused step over fake CUDA tensors; a JSON report."
+    import functools, torch
+    from unittest import mock
+    from torch._functorch.aot_autograd import aot_module_simplified
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from diffgrad_nb import functional as FN
+    from diffgrad_nb.optim import DiffGrad
+    out = {}
+    for name, kwargs in GRAPH_CASES.items():
+        graphs = []
+        def capture(gm, example_inputs):   # AOTAutograd's graph, kept instead of compiled
+            return aot_module_simplified(gm, example_inputs, fw_compiler=lambda g, _: graphs.append(g) or g)
+        with FakeTensorMode():
+            ps = [torch.empty(3 + i, device='cuda').requires_grad_() for i in range(4)]
+            for p in ps: p.grad = torch.empty_like(p)
+        with mock.patch.object(FN, 'has_triton', lambda: True):   # fused_unavailable asks for a GPU Triton can use
+            opt = DiffGrad(ps, fused=True, **kwargs(torch))
+        try:
+            with mock.patch.object(torch, 'compile', functools.partial(torch.compile, backend=capture)): opt.step()
+        finally: FN._COMPILED.clear(); FN._LR.clear()      # the next case has fake tensors of its own
+        devices, ops = set(), set()
+        for g in graphs:
+            for node in g.graph.nodes:
+                vals = node.meta.get('val')
+                devices |= {str(v.device) for v in (vals if isinstance(vals, (list, tuple)) else [vals]) if isinstance(v, torch.Tensor)}
+                if node.op == 'call_function': ops.add(str(node.target))
+        out[name] = dict(graphs=len(graphs), devices=sorted(devices), ops=sorted(ops),
+                         steps_on=sorted({str(opt.state[p]['step'].device) for p in ps}))
+    print(json.dumps(out))
+
+
+GRAPH_CASES = {   # a float lr; a scheduler's CPU tensor lr with the other flags
+    'float lr': lambda torch: dict(lr=0.01),
+    'CPU tensor lr, amsgrad, weight decay, dfc1': lambda torch: dict(lr=torch.tensor(0.01), amsgrad=True, weight_decay=0.1,
+                                                                    friction='dfc1'),
+}
+
+
+def test_fused_step_cuda_graph_on_device():
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
+    res = subprocess.run([sys.executable, __file__, 'cuda_graph'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f'exit code {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}'
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    for name, r in report.items():
+        print(name, {k: v for k, v in r.items() if k != 'ops'})
+        assert r['graphs'] == 1 and r['steps_on'] == ['cuda:0'], (name, r)      # one graph; step counts on the GPU
+        assert r['devices'] == ['cuda:0'], (name, r)                             # no host tensor: nothing to copy
+        assert not [o for o in r['ops'] if 'local_scalar_dense' in o or 'to_copy' in o or 'device_put' in o], (name, r)
+        assert any('_foreach_addcdiv' in o for o in r['ops']), (name, r)        # the whole step is in this graph
+
+
+if __name__ == '__main__': ({'cuda_graph': _cuda_graph}.get(sys.argv[1]) or (_kernels if sys.argv[1].endswith('_kernels') else _child))(sys.argv[1])
