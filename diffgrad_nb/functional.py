@@ -174,7 +174,7 @@ _LR = {}   # device -> (the float32 learning-rate tensor there, the value it hol
 def _lr_on(lr, like):
     "`lr` as a float32 0-dim tensor on `like`'s device, with no host-to-device copy and no sync."
     if isinstance(lr, Tensor) and lr.device == like.device: return lr if lr.dtype == torch.float32 else lr.float()
-    value = float(lr)                        # a float, or a CPU tensor (a scheduler's) read in host memory
+    value = float(lr)                        # a float, or a CPU tensor (a scheduler's) read in host memory (another GPU's: a sync)
     buf, held = _LR.get(like.device, (None, None))
     if buf is None: buf = like.new_full((), value, dtype=torch.float32)
     elif held != value: buf.fill_(value)     # a kernel launch with the value as its argument, only when it changed
@@ -194,16 +194,10 @@ def _compiled_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg
         on_one = len({p.device for p in params}) == 1             # else one graph per device, each with its own lr
         _COMPILED[key] = torch.compile(_own_code(_bind(static), len(_COMPILED)), fullgraph=True, dynamic=False) if on_one else None
     if _COMPILED[key] is None:
-        for idx in _group_by_device(params):
+        for idx in _group_by_device_dtype(params):
             _compiled_step(*[[L[i] for i in idx] for L in lists[:5]], [max_exp_avg_sqs[i] for i in idx],
                            [steps[i] for i in idx], lr=lr, **static)
     else: _COMPILED[key](*lists, _lr_on(lr, params[0]))
-
-def _group_by_device(params):
-    "Indices of `params` grouped by device."
-    groups = defaultdict(list)
-    for i, p in enumerate(params): groups[p.device].append(i)
-    return groups.values()
 
 # %% ../nbs/01b_functional.ipynb #e8a8ffb8
 def _native_ok():

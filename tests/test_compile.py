@@ -160,26 +160,28 @@ def _cuda_graph(case):
         def capture(gm, example_inputs):   # AOTAutograd's graph, kept instead of compiled
             return aot_module_simplified(gm, example_inputs, fw_compiler=lambda g, _: graphs.append(g) or g)
         with FakeTensorMode():
-            ps = [torch.empty(3 + i, device='cuda').requires_grad_() for i in range(4)]
+            ps = [torch.empty(3 + i, device=f'cuda:{i % 2}' if name == 'two GPUs' else 'cuda').requires_grad_() for i in range(4)]
             for p in ps: p.grad = torch.empty_like(p)
         with mock.patch.object(FN, 'has_triton', lambda: True):   # fused_unavailable asks for a GPU Triton can use
             opt = DiffGrad(ps, fused=True, **kwargs(torch))
         try:
             with mock.patch.object(torch, 'compile', functools.partial(torch.compile, backend=capture)): opt.step()
         finally: FN._COMPILED.clear(); FN._LR.clear()      # the next case has fake tensors of its own
-        devices, ops = set(), set()
+        devices, ops = [], set()                          # the devices of each graph's tensors
         for g in graphs:
+            devices.append(set())
             for node in g.graph.nodes:
                 vals = node.meta.get('val')
-                devices |= {str(v.device) for v in (vals if isinstance(vals, (list, tuple)) else [vals]) if isinstance(v, torch.Tensor)}
+                devices[-1] |= {str(v.device) for v in (vals if isinstance(vals, (list, tuple)) else [vals]) if isinstance(v, torch.Tensor)}
                 if node.op == 'call_function': ops.add(str(node.target))
-        out[name] = dict(graphs=len(graphs), devices=sorted(devices), ops=sorted(ops),
+        out[name] = dict(graphs=len(graphs), devices=sorted(sorted(d) for d in devices), ops=sorted(ops),
                          steps_on=sorted({str(opt.state[p]['step'].device) for p in ps}))
     print(json.dumps(out))
 
 
-GRAPH_CASES = {   # a float lr; a scheduler's CPU tensor lr with the other flags
+GRAPH_CASES = {   # a float lr; a scheduler's CPU tensor lr with the other flags; one group over two GPUs
     'float lr': lambda torch: dict(lr=0.01),
+    'two GPUs': lambda torch: dict(lr=0.01),
     'CPU tensor lr, amsgrad, weight decay, dfc1': lambda torch: dict(lr=torch.tensor(0.01), amsgrad=True, weight_decay=0.1,
                                                                     friction='dfc1'),
 }
@@ -192,8 +194,9 @@ def test_fused_step_cuda_graph_on_device():
     report = json.loads(res.stdout.strip().splitlines()[-1])
     for name, r in report.items():
         print(name, {k: v for k, v in r.items() if k != 'ops'})
-        assert r['graphs'] == 1 and r['steps_on'] == ['cuda:0'], (name, r)      # one graph; step counts on the GPU
-        assert r['devices'] == ['cuda:0'], (name, r)                             # no host tensor: nothing to copy
+        gpus = ['cuda:0', 'cuda:1'] if name == 'two GPUs' else ['cuda:0']
+        assert r['graphs'] == len(gpus) and r['steps_on'] == gpus, (name, r)     # a graph per GPU; step counts there
+        assert r['devices'] == [[d] for d in gpus], (name, r)                   # no host tensor: nothing to copy
         assert not [o for o in r['ops'] if 'local_scalar_dense' in o or 'to_copy' in o or 'device_put' in o], (name, r)
         assert any('_foreach_addcdiv' in o for o in r['ops']), (name, r)        # the whole step is in this graph
 
