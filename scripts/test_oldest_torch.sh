@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Run the optimizer notebooks and the compile tests on an older torch, in a venv of its own outside the repository
 # (issue 17.1: pyproject.toml declares a torch range; this checks its floor). Not run by CI: the download alone is
-# about 3 GB (PyPI's torch wheels are CUDA builds with nvidia-* wheels) and the run takes ~15 min on 2 cores.
+# about 3 GB (PyPI's torch wheels are CUDA builds with nvidia-* wheels; 2-5 min here), the checks 3-5 min on 2 cores.
 #
-#   bash scripts/test_oldest_torch.sh                      # the declared floor: torch 2.7.1 + torchvision 0.22.1 in /work/venv27
-#   TORCH=2.6.0 VISION=0.21.0 VENV=/work/venv26 bash scripts/test_oldest_torch.sh   # any other pair
+#   bash scripts/test_oldest_torch.sh                      # the declared floor: torch 2.6.0 + torchvision 0.21.0 in /work/venv26
+#   TORCH=2.5.1 VISION=0.20.1 VENV=/work/venv25 bash scripts/test_oldest_torch.sh   # any other pair
 #
 # Exit status 0 only if every notebook and test passed; one line per check in $VENV/oldest_torch.txt.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-TORCH="${TORCH:-2.7.1}" VISION="${VISION:-0.22.1}" VENV="${VENV:-/work/venv27}"
+TORCH="${TORCH:-2.6.0}" VISION="${VISION:-0.21.0}" VENV="${VENV:-/work/venv26}"
 PY="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV" || exit 1
 "$VENV/bin/pip" install -q "torch==$TORCH" "torchvision==$VISION" || exit 1
