@@ -12,9 +12,12 @@
 #   3 host_syncs      20 s /  60 s  CUDA syncs per training step (torch.cuda.set_sync_debug_mode): tests/test_train_syncs.py
 #   4 loop_speed      60 s / 150 s  the real training loop's steady-state images/s (2nd epoch, after cuDNN autotuning)
 #                                    at batch 32 and 128 on CIFAR-shaped fake data, beside measure_throughput's
-#   5 fused_step      60 s / 120 s  DiffGrad(fused=True) on CUDA against the CPU for-loop path over 10 steps of the
-#                                    ResNet50 shapes (parity), then benchmarks/step_speed.py against Adam(fused) on CUDA
-# About 4 minutes expected, 9.5 minutes at most. Results: $OUT/summary.txt (one line per stage: status, seconds),
+#   5 fused_step      90 s / 140 s  DiffGrad(fused=True) on CUDA (torch.compile): the Triton kernels of one step
+#                                    (run_and_get_code, 161 tensors), parity with the CPU for-loop path over 10 steps of
+#                                    the ResNet50 shapes with a scheduled tensor lr, no host sync in the last 7
+#                                    (set_sync_debug_mode "error"), the CUDA kernels and copies of one steady step
+#                                    (torch.profiler), then benchmarks/step_speed.py against Adam(fused=True)
+# About 4.5 minutes expected, 10 minutes at most. Results: $OUT/summary.txt (one line per stage: status, seconds),
 # $OUT/<stage>.log (its output) and $OUT/<stage>.json where the stage measures something.
 #
 # Python: $PYTHON, else python3 (the GPU image's own torch; the package is used from this checkout via PYTHONPATH).
@@ -106,28 +109,66 @@ Path(os.environ["GPU_CHECK_OUT"], "loop_speed.json").write_text(json.dumps(dict(
 EOF
 
 cat > "$W/fused_step.py" <<'EOF'
-import json, os, subprocess, sys, torch
+import json, os, re, subprocess, sys, torch
 sys.path.insert(0, "benchmarks")
 from step_speed import resnet50_cifar_shapes
+import cuda_codegen
 from diffgrad_nb.optim import DiffGrad
 gpu = os.environ["GPU_CHECK_MODE"] == "gpu"
 dev = "cuda" if gpu else "cpu"
+res = dict(device=dev)
+def dump(): open(os.path.join(os.environ["GPU_CHECK_OUT"], "fused_step.json"), "w").write(json.dumps(res, indent=1))
+# 1. the kernels of one compiled step: on the GPU from the code inductor really generates (161 tensors); in the dry run
+#    from the CUDA code it writes for fake CUDA tensors (benchmarks/cuda_codegen.py; 10 tensors, to keep it short)
+if gpu:
+    from torch._inductor.utils import run_and_get_code
+    ps = [torch.randn(s, device=dev, requires_grad=True) for s in resnet50_cifar_shapes()]
+    for p in ps: p.grad = torch.randn_like(p)
+    with torch._inductor.config.patch(force_disable_caches=True):
+        _, code = run_and_get_code(DiffGrad(ps, fused=True, weight_decay=0.1).step)   # the flags of step 2: compiled once
+    res["kernels"] = dict(cuda_codegen.count(code[0]), tensors=len(ps), source="run_and_get_code on this GPU")
+else:
+    wrapper, steps_on = cuda_codegen.generated_step(10)
+    res["kernels"] = dict(cuda_codegen.count(wrapper), tensors=10, source="benchmarks/cuda_codegen.py (fake CUDA tensors)")
+print(json.dumps(res["kernels"]), flush=True); dump()
+# 2. parity: DiffGrad(fused=True) on the device against the CPU for-loop path, 10 steps of the ResNet50 shapes, with a
+#    scheduler's tensor lr; steps 4-10 under torch.cuda.set_sync_debug_mode("error"), where a host sync raises
 gen = torch.Generator().manual_seed(0)
-ref = [torch.randn(s, generator=gen) for s in resnet50_cifar_shapes()]   # the CPU for-loop path is the reference
+ref = [torch.randn(s, generator=gen) for s in resnet50_cifar_shapes()]
 fast = [p.clone().to(dev) for p in ref]
-o_ref, o_fast = DiffGrad(ref, foreach=False, weight_decay=0.1), DiffGrad(fast, fused=True, weight_decay=0.1)
-for _ in range(10):
-    for a, b in zip(ref, fast): a.grad = torch.randn(a.shape, generator=gen); b.grad = a.grad.to(dev)
-    o_ref.step(); o_fast.step()
+o_ref = DiffGrad(ref, foreach=False, weight_decay=0.1, lr=torch.tensor(1e-3))
+o_fast = DiffGrad(fast, fused=True, weight_decay=0.1, lr=torch.tensor(1e-3))
+scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9) for o in (o_ref, o_fast)]
+grads = [[torch.randn(a.shape, generator=gen) for a in ref] for _ in range(10)]
+device_grads = [[g.to(dev) for g in gs] for gs in grads]
+if gpu: torch.cuda.synchronize()
+for k in range(10):
+    for a, b, g, gd in zip(ref, fast, grads[k], device_grads[k]): a.grad = g; b.grad = gd
+    o_ref.step()
+    if gpu and k >= 3: torch.cuda.set_sync_debug_mode("error")
+    o_fast.step()
+    if gpu: torch.cuda.set_sync_debug_mode("default")
+    for s in scheds: s.step()
 worst = max(((a - b.cpu()).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(ref, fast))
+res.update(parity_steps=10, tensors=len(ref), worst_relative_difference=worst, steps_without_sync=7 if gpu else 0,
+           step_counts_on=sorted({str(o_fast.state[p]["step"].device) for p in fast}))
+print(json.dumps({k: v for k, v in res.items() if k != "kernels"}), flush=True); dump()
 for a, b in zip(ref, fast): torch.testing.assert_close(b.cpu(), a, rtol=1e-5, atol=1e-6)
-res = dict(device=dev, parity_steps=10, tensors=len(ref), worst_relative_difference=worst)
-print(json.dumps(res), flush=True)
+# 3. on the GPU, what one steady-state step launches and copies (torch.profiler); then the step time against
+#    torch.optim.Adam(fused=True) (benchmarks/step_speed.py)
+if gpu:
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        o_fast.step(); torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if e.device_type.name == "CUDA"]
+    res["profiled_step"] = dict(cuda_events=len(names), memcpy=[n for n in names if "memcpy" in n.lower()],
+                                kernels=sorted(set(names))[:40])
+    print(json.dumps(res["profiled_step"]), flush=True); dump()
 args = ["--device", "cuda", "--cases", "resnet50-cifar", "--repeats", "11"] if gpu else ["--repeats", "1", "--warmup", "0", "--cases", "resnet50-cifar"]
 r = subprocess.run([sys.executable, "benchmarks/step_speed.py", *args], capture_output=True, text=True)
 print(r.stdout[-4000:], r.stderr[-2000:], sep="\n")
 res["step_speed"] = dict(args=args, exit=r.returncode, table=r.stdout[-4000:])
-open(os.path.join(os.environ["GPU_CHECK_OUT"], "fused_step.json"), "w").write(json.dumps(res, indent=1))
+dump()
 raise SystemExit(r.returncode)
 EOF
 
@@ -136,6 +177,6 @@ stage env 30 "$W/env.py"
 stage train_gpu_cell 210 "$W/train_gpu_cell.py"
 stage host_syncs 60 "$W/host_syncs.py"
 stage loop_speed 150 "$W/loop_speed.py"
-stage fused_step 120 "$W/fused_step.py"
+stage fused_step 140 "$W/fused_step.py"
 echo "== summary ($OUT/summary.txt)"; cat "$OUT/summary.txt"
 ! grep -qv ': ok,' "$OUT/summary.txt"

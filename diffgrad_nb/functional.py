@@ -21,8 +21,13 @@ from . import fused as _kernel
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 def _step_count(step):
-    "t: a Python number in eager mode (fast on the CPU), a float64 tensor under torch.compile (no graph break)."
-    return step.to(torch.float64) if torch.compiler.is_compiling() else step.item()
+    "t: a Python number in eager mode (fast on the CPU); under torch.compile the step tensor itself, on its device (no graph break, no copy)."
+    return step if torch.compiler.is_compiling() else step.item()
+
+def _one_minus_pow(beta, t):
+    "1 - beta**t (a bias correction): in float64 for a Python t; for a tensor t as -expm1(t ln beta) in t's float32, which loses no digits to cancellation."
+    if not isinstance(t, Tensor): return 1 - beta ** t
+    return -torch.expm1(t * (math.log(beta) if beta > 0 else -math.inf))
 
 def _as_compute(p, g):
     "float32 copies of a low-precision param and grad (the state's dtype); the tensors themselves otherwise."
@@ -45,7 +50,7 @@ def _single_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_ex
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if amsgrad: torch.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i]); v = max_exp_avg_sqs[i]
-        bc1, bc2_sqrt = 1 - beta1 ** t, (1 - beta2 ** t) ** 0.5
+        bc1, bc2_sqrt = _one_minus_pow(beta1, t), _one_minus_pow(beta2, t) ** 0.5
         denom = (v.sqrt() / bc2_sqrt).add_(eps)
         if not friction.constant:
             prev.sub_(g)                                         # dg = g_{t-1} - g_t, in place
@@ -94,7 +99,7 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
         rows = []   # (p, g, m, v, prev[, vmax], step_size, bc2_sqrt) for every piece of every tensor
         for (p, g), i, s in zip(computed, idx, device_steps):
             t = _step_count(s)
-            scal = (-lr / (1 - beta1 ** t), (1 - beta2 ** t) ** 0.5)
+            scal = (-lr / _one_minus_pow(beta1, t), _one_minus_pow(beta2, t) ** 0.5)
             bufs = [p, g, exp_avgs[i], exp_avg_sqs[i], prev_grads[i]] + ([max_exp_avg_sqs[i]] if amsgrad else [])
             rows += [(*piece, *scal) for piece in _pieces(bufs, chunk)]
         for b in _blocks(rows, _BLOCK if blocked else math.inf):
@@ -111,7 +116,9 @@ def _foreach_friction_(prev_grads, grads, friction):
         for d, g in zip(prev_grads, grads):                        # c and mu of each tensor from its |g|
             c, mu = friction.slope_shift(g); d.mul_(c).sub_(mu)
     elif friction.slope != 1: torch._foreach_mul_(prev_grads, friction.slope)
-    torch._foreach_sigmoid_(prev_grads)
+    if torch.compiler.is_compiling():                              # inductor has no foreach sigmoid: it would run as
+        for d in prev_grads: d.sigmoid_()                          # an opaque op and split the step into a kernel per tensor
+    else: torch._foreach_sigmoid_(prev_grads)
     if friction.scale != 1: torch._foreach_mul_(prev_grads, friction.scale)
     if friction.offset: torch._foreach_add_(prev_grads, friction.offset)
 
@@ -166,16 +173,35 @@ def _bind(static):
         return _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, lr=lr, **static)
     return step
 
+_LR = {}   # device -> (the float32 learning-rate tensor there, the value it holds)
+
+def _lr_on(lr, like):
+    "`lr` as a float32 0-dim tensor on `like`'s device, with no host-to-device copy and no sync."
+    if isinstance(lr, Tensor) and lr.device == like.device: return lr if lr.dtype == torch.float32 else lr.float()
+    value = float(lr)                        # a float, or a CPU tensor (a scheduler's) read in host memory (another GPU's: a sync)
+    buf, held = _LR.get(like.device, (None, None))
+    if buf is None: buf = like.new_full((), value, dtype=torch.float32)
+    elif held != value: buf.fill_(value)     # a kernel launch with the value as its argument, only when it changed
+    _LR[like.device] = (buf, value)
+    return buf
+
 def _compiled_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, lr, **static):
-    "The foreach step through torch.compile (inductor: Triton on CUDA, C++/OpenMP on the CPU); one graph per flags and layout."
+    "The foreach step through torch.compile (inductor: Triton on CUDA, C++/OpenMP on the CPU); one graph per flags, layout and device."
     lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if static['amsgrad'] else None, steps)
     if torch.compiler.is_compiling(): return _multi_tensor_step(*lists[:5], max_exp_avg_sqs, steps, lr=lr, **static)
     layout = tuple((tuple(p.shape), p.dtype, p.device, m.dtype, s.device) for p, m, s in zip(params, exp_avgs, steps))
     key = (tuple(sorted(static.items(), key=lambda kv: kv[0])), layout)
     if key not in _COMPILED:                                      # each (flags, layout) gets its own code object
-        _COMPILED[key] = torch.compile(_own_code(_bind(static), len(_COMPILED)), fullgraph=True, dynamic=False)
-    lr = lr if isinstance(lr, Tensor) else torch.tensor(lr, dtype=torch.float64)
-    _COMPILED[key](*lists, lr)
+        if any(s.device != p.device for p, s in zip(params, steps)):
+            raise ValueError("DiffGrad(fused=True) keeps each step count on its parameter's device (as Adam(fused=True)); "
+                             "found one elsewhere: create the state with DiffGrad(fused=True) or load it with load_state_dict")
+        on_one = len({p.device for p in params}) == 1             # else one graph per device, each with its own lr
+        _COMPILED[key] = torch.compile(_own_code(_bind(static), len(_COMPILED)), fullgraph=True, dynamic=False) if on_one else None
+    if _COMPILED[key] is None:
+        for idx in _group_by_device_dtype(params):
+            _compiled_step(*[[L[i] for i in idx] for L in lists[:5]], [max_exp_avg_sqs[i] for i in idx],
+                           [steps[i] for i in idx], lr=lr, **static)
+    else: _COMPILED[key](*lists, _lr_on(lr, params[0]))
 
 # %% ../nbs/01b_functional.ipynb #e8a8ffb8
 def _native_available(warn: bool=False # say once why not (where fused=True asked for the kernel)
@@ -196,7 +222,7 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
     if fused and foreach: raise ValueError(f"Invalid foreach: {foreach!r} together with fused=True (choose one path)")
     default = fused is None and foreach is None
     if not fused and not default: return {'for-loop' if foreach is False else 'foreach': list(range(len(params)))}
-    out, available = defaultdict(list), None
+    out, available = {}, None                                    # a plain dict: dynamo of torch 2.5-2.6 cannot trace dict(defaultdict)
     for i, p in enumerate(params):
         backend = BACKENDS.get(p.device.type)
         if default and backend != 'native': backend = 'foreach'   # the default fuses with the C kernel only
@@ -207,8 +233,8 @@ def choose_paths(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, p
             dtype = torch.float32 if p.dtype in _LOW_PRECISION else None
             if not (available and grads[i].dtype == p.dtype and _kernel.walkable(p, grads[i], *state, dtype=dtype)):
                 backend = 'foreach'
-        out[backend or 'foreach'].append(i)
-    return dict(out)
+        out.setdefault(backend or 'foreach', []).append(i)
+    return out
 
 def fused_unavailable(params: list # the parameters of a group with fused=True
                      ) -> list: # the reasons the fused step cannot run on them here (empty: it can)

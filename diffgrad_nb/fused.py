@@ -10,6 +10,7 @@ import ctypes, hashlib, os, platform, shutil, subprocess, tempfile
 from pathlib import Path
 import torch
 from torch import Tensor
+from typing import List
 from .friction import Friction
 
 # %% ../nbs/01a_fused.ipynb #e3b18b3c
@@ -219,8 +220,9 @@ def walkable(param: Tensor, # a parameter (a real view of a complex one)
 # %% ../nbs/01a_fused.ipynb #515732dc
 _MUTATED = ('params', 'exp_avgs', 'exp_avg_sqs', 'prev_grads', 'max_exp_avg_sqs', 'steps')
 
-def _walk(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-          prev_grads: list[Tensor], max_exp_avg_sqs: list[Tensor], steps: list[Tensor],
+# typing.List, not list[Tensor]: custom_op infers the schema from these, and torch 2.4-2.6 accept only typing.List
+def _walk(params: List[Tensor], grads: List[Tensor], exp_avgs: List[Tensor], exp_avg_sqs: List[Tensor],
+          prev_grads: List[Tensor], max_exp_avg_sqs: List[Tensor], steps: List[Tensor],
           coefs: Tensor, hyper: Tensor, flags: int) -> None:
     "The C kernel over walkable tensors; `steps` are float32 counters it increments, `coefs` (c, mu) per tensor."
     n, vmax = len(params), max_exp_avg_sqs
@@ -296,11 +298,12 @@ def fused_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs
     hyper[0] = lr                                         # a float, or a tensor read where it lives
     flags = (bool(weight_decay) and not decoupled_weight_decay) | (bool(weight_decay) and decoupled_weight_decay) << 1 \
             | bool(maximize) << 2 | bool(amsgrad) << 3 | kind << 4
-    counters = steps if tables is not None or _counters_ok(steps) else [s.to('cpu', torch.float32) for s in steps]
+    copied = tables is None and not _counters_ok(steps)   # a flag: dynamo of torch 2.6 compares lists for `is not`
+    counters = [s.to('cpu', torch.float32) for s in steps] if copied else steps
     args = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs if amsgrad else [], counters, coefs, hyper, flags)
     if torch.compiler.is_compiling(): torch.ops.diffgrad_nb.fused_step_(*args)
     else:   # eager: what the operator does, without its Python dispatch (2000 tensors: ~5 ms of CPU time)
         if tables is None: _walk(*args)
         else: tables.launch(grads, coefs, hyper, flags, params=params)
         for L in (params, exp_avgs, exp_avg_sqs, prev_grads, args[5], counters): torch.autograd.graph.increment_version(L)
-    if counters is not steps: torch._foreach_copy_(steps, counters)
+    if copied: torch._foreach_copy_(steps, counters)

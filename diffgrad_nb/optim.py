@@ -110,7 +110,9 @@ def _gather_group(group, state, init_state) -> dict:
             raise RuntimeError("DiffGrad does not support sparse gradients (its gradient change dg is dense); "
                                "use torch.optim.SparseAdam or a dense embedding gradient (sparse=False)")
         st = state[p]
-        if not st: init_state(p, st)
+        if not st:
+            init_state(p, st)
+            if group['fused']: st['step'] = st['step'].to(p.device)   # on p's device, as Adam(fused=True)
         if group['amsgrad'] and 'max_exp_avg_sq' not in st: st['max_exp_avg_sq'] = torch.zeros_like(st['exp_avg_sq'])
         real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
         out['params'].append(real(p)); out['grads'].append(real(p.grad))
@@ -170,9 +172,11 @@ class DiffGrad(torch.optim.Optimizer):
         self._caches = []                  # loaded, copied or unpickled: gathered anew at the next step
         for g in self.param_groups:
             for k, v in self.defaults.items(): g.setdefault(k, v)
-        for st in self.state.values():     # a step saved as a Python number (torch < 1.12, other code): our float32 tensor
-            if isinstance(st, dict) and 'step' in st and not torch.is_tensor(st['step']):
-                st['step'] = torch.tensor(float(st['step']), dtype=torch.float32)
+        for g in self.param_groups:        # a step saved as a Python number (torch < 1.12, other code): our float32 tensor,
+            for p in g['params']:          # on p's device in a fused group (as Adam's __setstate__)
+                st = self.state.get(p)
+                if isinstance(st, dict) and 'step' in st and not torch.is_tensor(st['step']):
+                    st['step'] = torch.tensor(float(st['step']), dtype=torch.float32, device=p.device if g['fused'] else None)
 
     def _init_state(self, p, state): state.update(_fresh_state(p))
 

@@ -53,7 +53,7 @@ class Mutant:
 F, O, B, K = 'nbs/00_friction.ipynb', 'nbs/01_optim.ipynb', 'nbs/01b_functional.ipynb', 'nbs/01a_fused.ipynb'
 MUTANTS = [
     Mutant('loop-bias-correction-beta2', "wrong beta in the first moment's bias correction (per-tensor path)",
-           [(B, "bc1, bc2_sqrt = 1 - beta1 ** t,", "bc1, bc2_sqrt = 1 - beta2 ** t,")]),
+           [(B, "bc1, bc2_sqrt = _one_minus_pow(beta1, t),", "bc1, bc2_sqrt = _one_minus_pow(beta2, t),")]),
     Mutant('kernel-bias-correction-beta2', "wrong beta in the first moment's bias correction (fused kernel)",
            [(K, "ss[2 * t] = -lr * sbc2 / (1 - pow(h[1], tt));", "ss[2 * t] = -lr * sbc2 / (1 - pow(h[2], tt));")]),
     Mutant('foreach-eps-inside-sqrt', "eps added to v under the square root instead of to sqrt(v_hat) (foreach path)",

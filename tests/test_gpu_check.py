@@ -22,3 +22,5 @@ def test_gpu_check_cpu_dry_run(tmp_path):
     assert [x['batch_size'] for x in rows] == [32, 128] and all(x['loop_images_per_s'] > 0 for x in rows), rows
     fused = json.loads((tmp_path/'fused_step.json').read_text())
     assert fused['worst_relative_difference'] < 1e-4 and fused['step_speed']['exit'] == 0, fused
+    k = fused['kernels']   # the CUDA code inductor writes for the compiled step (fake CUDA tensors in the dry run)
+    assert 1 <= k['triton_launches'] <= 3 and k['host_work'] == [] and k['extern_calls'] == [], k
