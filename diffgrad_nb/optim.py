@@ -112,7 +112,7 @@ def _gather_group(group, state, init_state) -> dict:
         st = state[p]
         if not st:
             init_state(p, st)
-            if group.get('fused'): st['step'] = st['step'].to(p.device)   # on p's device, as Adam(fused=True)
+            if group.get('fused'): st['step'] = p.new_zeros((), dtype=torch.float32)   # on p's device, as Adam(fused=True)
         if group['amsgrad'] and 'max_exp_avg_sq' not in st: st['max_exp_avg_sq'] = torch.zeros_like(st['exp_avg_sq'])
         real = (lambda t: torch.view_as_real(t)) if p.is_complex() else (lambda t: t)
         out['params'].append(real(p)); out['grads'].append(real(p.grad))
