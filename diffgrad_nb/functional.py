@@ -73,11 +73,13 @@ def _group_by_device_dtype(params):
     for i, p in enumerate(params): groups[(p.device, p.dtype)].append(i)
     return groups.values()
 
+# %% ../nbs/01b_functional.ipynb #a2305a9c
 def _pieces(tensors, chunk):
     "Flat views of `tensors` cut into pieces of `chunk` elements (all whole if any of them is not contiguous)."
     if chunk is None or tensors[0].numel() <= chunk or not all(t.is_contiguous() for t in tensors): return [tensors]
     return list(zip(*[t.view(-1).split(chunk) for t in tensors]))
 
+# %% ../nbs/01b_functional.ipynb #32652b62
 def _blocks(rows, block):
     "Consecutive rows grouped so that each group holds at most `block` elements (or a single row)."
     out, size = [[]], 0
@@ -90,6 +92,7 @@ def _blocks(rows, block):
         size += n
     return [list(zip(*b)) for b in out if b]
 
+# %% ../nbs/01b_functional.ipynb #38a1820e
 def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *,
                        lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad, friction, maximize):
     "The foreach path: Eqs. 11-20 with torch._foreach_* kernels over each (device, dtype) group of tensors."
@@ -116,6 +119,7 @@ def _multi_tensor_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp
         for p, (q, _) in zip(device_params, computed):
             if p is not q: p.copy_(q)
 
+# %% ../nbs/01b_functional.ipynb #147fd1ed
 def _foreach_friction_(prev_grads, grads, friction):
     ("`prev_grads` hold dg of each tensor; "
      "replaced in place by xi = a sigmoid(c x - mu) + b, as the friction record says.")
@@ -132,6 +136,7 @@ def _foreach_friction_(prev_grads, grads, friction):
     if friction.scale != 1: torch._foreach_mul_(prev_grads, friction.scale)
     if friction.offset: torch._foreach_add_(prev_grads, friction.offset)
 
+# %% ../nbs/01b_functional.ipynb #88988249
 def _foreach_block(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, *, step_sizes, bc2_sqrts, lr,
                    beta1, beta2, eps, weight_decay, decoupled_weight_decay, friction, maximize):
     "Eqs. 11-20 on one block of tensors (or pieces), in the operation order of torch.optim.Adam."
