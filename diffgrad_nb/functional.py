@@ -293,10 +293,10 @@ def _kernel_groups(params, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, s
         groups[dtype] = (idx, _kernel._KernelTables(*state, params_change=dtype in _LOW_PRECISION) if eager else None)
     return groups
 
-def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, groups=None, **hyper):
+def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps, *, groups, **hyper):
     "The C kernel, one call per dtype (`groups`: see `_kernel_groups`); bfloat16/float16 params through float32 copies."
     lists = (params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_sqs, steps)
-    for dtype, (idx, tables) in (groups or _kernel_groups(*lists[:1], *lists[2:])).items():
+    for dtype, (idx, tables) in groups.items():
         pick = _pick(idx, len(params))
         dtype_params, dtype_grads = pick(params), pick(grads)
         if dtype in _LOW_PRECISION:                       # the kernel's float32 copies (the state is float32)
@@ -307,8 +307,8 @@ def _native_step(params, grads, exp_avgs, exp_avg_sqs, prev_grads, max_exp_avg_s
         _kernel.fused_step(kernel_params, kernel_grads, *map(pick, lists[2:]), **hyper, tables=tables)
         if dtype in _LOW_PRECISION: torch._foreach_copy_(dtype_params, kernel_params)
 
-def _run_path(path, *lists, **hyper):
-    if path == 'native': return _native_step(*lists, **hyper)
+def _run_path(path, *lists, groups=None, **hyper):
+    if path == 'native': return _native_step(*lists, groups=groups, **hyper)
     if path == 'compile': return _compiled_step(*lists, **hyper)
     if path == 'foreach': return _multi_tensor_step(*lists, **hyper)
     return _single_tensor_step(*lists, **hyper)
@@ -349,8 +349,7 @@ class _Plan:
         if isinstance(hyper['friction'], str): hyper['friction'] = get_friction(hyper['friction'])
         for path, (idx, (params, *state), groups) in self.paths.items():
             gs = grads if len(idx) == self.n else [grads[i] for i in idx]
-            if path == 'native': _native_step(params, gs, *state, groups=groups, **hyper)
-            else: _run_path(path, params, gs, *state, **hyper)
+            _run_path(path, params, gs, *state, groups=groups, **hyper)
 
 # %% ../nbs/01b_functional.ipynb #997753fb
 def diffgrad(params: list, # parameters (complex ones viewed as real), updated in place

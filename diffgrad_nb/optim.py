@@ -183,11 +183,8 @@ class DiffGrad(torch.optim.Optimizer):
         self._caches = []                  # loaded, copied or unpickled: gathered anew at the next step
         for g in self.param_groups:
             for k, v in self.defaults.items(): g.setdefault(k, v)
-        # a step saved as a Python number (torch < 1.12, other code): our float32 tensor,
-        # on p's device in a fused group (as Adam's __setstate__)
-        for g in self.param_groups:
-            for p in g['params']:
-                st = self.state.get(p)
+            for p in g['params']:          # a step saved as a Python number (torch < 1.12, other code): our float32
+                st = self.state.get(p)     # tensor, on p's device in a fused group (as Adam's __setstate__)
                 if isinstance(st, dict) and 'step' in st and not torch.is_tensor(st['step']):
                     st['step'] = torch.tensor(float(st['step']), dtype=torch.float32,
                                               device=p.device if g['fused'] else None)
